@@ -1,0 +1,308 @@
+//! Platform registrations and their deployments.
+
+use crate::audit::NewAuditEntry;
+use crate::db::BeginWrite;
+use crate::error::StoreError;
+use crate::tenants::TenantScope;
+use crate::{Store, TenantStore, now_micros};
+use domain::{Actor, Deployment, DeploymentId, Platform, PlatformId, PlatformKind};
+use url::Url;
+
+/// What an admin registers.
+#[derive(Debug, Clone)]
+pub struct NewPlatform {
+    pub kind: PlatformKind,
+    pub issuer: String,
+    pub client_id: String,
+    pub auth_url: Url,
+    pub token_url: Url,
+    pub jwks_url: Url,
+    pub token_audience: Option<String>,
+    pub deployment_ids: Vec<String>,
+}
+
+/// A platform found by a protocol lookup, with the scope of the tenant that owns it.
+#[derive(Debug, Clone)]
+pub struct PlatformRegistration {
+    pub platform: Platform,
+    pub scope: TenantScope,
+}
+
+/// Inserts a deployment row inside a transaction.
+macro_rules! insert_deployment {
+    ($tx:expr, $tenant:expr, $platform:expr, $deployment:expr) => {{
+        let now = now_micros();
+        sqlx::query(
+            "INSERT INTO deployments (id, tenant_id, platform_id, deployment_id, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(DeploymentId::generate().to_string())
+        .bind($tenant.to_string())
+        .bind($platform.to_string())
+        .bind($deployment)
+        .bind(now)
+        .execute(&mut *$tx)
+        .await?;
+    }};
+}
+
+#[derive(sqlx::FromRow)]
+struct PlatformRow {
+    id: String,
+    tenant_id: String,
+    kind: String,
+    issuer: String,
+    client_id: String,
+    auth_url: String,
+    token_url: String,
+    jwks_url: String,
+    token_audience: Option<String>,
+    created_at: i64,
+}
+
+const PLATFORM_COLUMNS: &str = "id, tenant_id, kind, issuer, client_id, auth_url, token_url, jwks_url, token_audience, created_at";
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("platform {what}"))
+}
+
+impl TryFrom<PlatformRow> for Platform {
+    type Error = StoreError;
+    fn try_from(r: PlatformRow) -> Result<Self, StoreError> {
+        let url = |s: &str, what| Url::parse(s).map_err(|_| corrupt(what));
+        Ok(Platform {
+            id: r.id.parse().map_err(|_| corrupt("id"))?,
+            tenant_id: r.tenant_id.parse().map_err(|_| corrupt("tenant id"))?,
+            kind: r.kind.parse().map_err(|_| corrupt("kind"))?,
+            auth_url: url(&r.auth_url, "auth_url")?,
+            token_url: url(&r.token_url, "token_url")?,
+            jwks_url: url(&r.jwks_url, "jwks_url")?,
+            issuer: r.issuer,
+            client_id: r.client_id,
+            token_audience: r.token_audience,
+            created_at: r.created_at,
+        })
+    }
+}
+
+fn registration(row: PlatformRow) -> Result<PlatformRegistration, StoreError> {
+    let platform = Platform::try_from(row)?;
+    Ok(PlatformRegistration {
+        scope: TenantScope::new(platform.tenant_id),
+        platform,
+    })
+}
+
+impl Store {
+    /// Registrations matching a login's issuer, narrowed by client_id when the platform sent
+    /// one. Several results mean the login is ambiguous and must not be guessed at.
+    pub async fn find_platforms(
+        &self,
+        issuer: &str,
+        client_id: Option<&str>,
+    ) -> Result<Vec<PlatformRegistration>, StoreError> {
+        let rows: Vec<PlatformRow> = on_db!(&self.db, |pool| {
+            match client_id {
+                Some(c) => {
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                        "SELECT {PLATFORM_COLUMNS} FROM platforms WHERE issuer = $1 AND client_id = $2"
+                    )))
+                    .bind(issuer)
+                    .bind(c)
+                    .fetch_all(pool)
+                    .await?
+                }
+                None => {
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                        "SELECT {PLATFORM_COLUMNS} FROM platforms WHERE issuer = $1 LIMIT 2"
+                    )))
+                    .bind(issuer)
+                    .fetch_all(pool)
+                    .await?
+                }
+            }
+        });
+        rows.into_iter().map(registration).collect()
+    }
+
+    /// A registration by id, as named in a per-registration login URL or a login state.
+    pub async fn platform_registration(
+        &self,
+        id: PlatformId,
+    ) -> Result<Option<PlatformRegistration>, StoreError> {
+        let row: Option<PlatformRow> = on_db!(&self.db, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {PLATFORM_COLUMNS} FROM platforms WHERE id = $1"
+            )))
+            .bind(id.to_string())
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(registration).transpose()
+    }
+}
+
+impl TenantStore<'_> {
+    /// Registers a platform with its first deployments.
+    pub async fn add_platform(
+        &self,
+        new: &NewPlatform,
+        actor: &Actor,
+    ) -> Result<Platform, StoreError> {
+        if new.issuer.trim().is_empty() || new.client_id.trim().is_empty() {
+            return Err(StoreError::Invalid("issuer and client_id are required".into()));
+        }
+        let tenant = self.scope.tenant_id();
+        let platform = Platform {
+            id: PlatformId::generate(),
+            tenant_id: tenant,
+            kind: new.kind,
+            issuer: new.issuer.clone(),
+            client_id: new.client_id.clone(),
+            auth_url: new.auth_url.clone(),
+            token_url: new.token_url.clone(),
+            jwks_url: new.jwks_url.clone(),
+            token_audience: new.token_audience.clone(),
+            created_at: now_micros(),
+        };
+        let audit = NewAuditEntry::tenant(
+            tenant,
+            actor.clone(),
+            "platform.registered",
+            format!("platform:{}", platform.id),
+            serde_json::json!({
+                "kind": platform.kind, "issuer": platform.issuer, "client_id": platform.client_id,
+                "deployments": new.deployment_ids,
+            }),
+        );
+        let result: Result<(), StoreError> = async {
+            on_db!(self.db, |pool| {
+                let mut tx = pool.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO platforms (id, tenant_id, kind, issuer, client_id, auth_url, token_url, jwks_url, token_audience, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(platform.id.to_string())
+                .bind(tenant.to_string())
+                .bind(platform.kind.as_str())
+                .bind(&platform.issuer)
+                .bind(&platform.client_id)
+                .bind(platform.auth_url.as_str())
+                .bind(platform.token_url.as_str())
+                .bind(platform.jwks_url.as_str())
+                .bind(&platform.token_audience)
+                .bind(platform.created_at)
+                .execute(&mut *tx)
+                .await?;
+                for d in &new.deployment_ids {
+                    insert_deployment!(tx, tenant, platform.id, d);
+                }
+                audit_append!(tx, &audit);
+                tx.commit().await?;
+            });
+            Ok(())
+        }
+        .await;
+        match result {
+            Err(e) if e.is_unique_violation() => Err(StoreError::Conflict(
+                "a platform with this issuer and client_id is already registered",
+            )),
+            other => other.map(|()| platform),
+        }
+    }
+
+    /// This tenant's platforms.
+    pub async fn list_platforms(&self) -> Result<Vec<Platform>, StoreError> {
+        let rows: Vec<PlatformRow> = on_db!(self.db, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {PLATFORM_COLUMNS} FROM platforms WHERE tenant_id = $1 ORDER BY created_at"
+            )))
+            .bind(self.scope.tenant_id().to_string())
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(Platform::try_from).collect()
+    }
+
+    /// One of this tenant's platforms.
+    pub async fn platform(&self, id: PlatformId) -> Result<Platform, StoreError> {
+        let row: Option<PlatformRow> = on_db!(self.db, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {PLATFORM_COLUMNS} FROM platforms WHERE id = $1 AND tenant_id = $2"
+            )))
+            .bind(id.to_string())
+            .bind(self.scope.tenant_id().to_string())
+            .fetch_optional(pool)
+            .await?
+        });
+        row.ok_or(StoreError::NotFound)?.try_into()
+    }
+
+    /// Adds a deployment to one of this tenant's platforms.
+    pub async fn add_deployment(
+        &self,
+        platform: PlatformId,
+        deployment_id: &str,
+        actor: &Actor,
+    ) -> Result<Deployment, StoreError> {
+        if deployment_id.trim().is_empty() {
+            return Err(StoreError::Invalid("deployment id is required".into()));
+        }
+        // Refuses platforms of other tenants before anything is written.
+        self.platform(platform).await?;
+        let tenant = self.scope.tenant_id();
+        let audit = NewAuditEntry::tenant(
+            tenant,
+            actor.clone(),
+            "deployment.added",
+            format!("platform:{platform}"),
+            serde_json::json!({"deployment_id": deployment_id}),
+        );
+        let result: Result<(), StoreError> = async {
+            on_db!(self.db, |pool| {
+                let mut tx = pool.begin_write().await?;
+                insert_deployment!(tx, tenant, platform, deployment_id);
+                audit_append!(tx, &audit);
+                tx.commit().await?;
+            });
+            Ok(())
+        }
+        .await;
+        match result {
+            Err(e) if e.is_unique_violation() => {
+                Err(StoreError::Conflict("this deployment is already registered"))
+            }
+            Err(e) => Err(e),
+            Ok(()) => self
+                .deployments(platform)
+                .await?
+                .into_iter()
+                .find(|d| d.deployment_id == deployment_id)
+                .ok_or(StoreError::NotFound),
+        }
+    }
+
+    /// The deployments of one of this tenant's platforms.
+    pub async fn deployments(&self, platform: PlatformId) -> Result<Vec<Deployment>, StoreError> {
+        let rows: Vec<(String, String, Option<i64>)> = on_db!(self.db, |pool| {
+            sqlx::query_as(
+                "SELECT id, deployment_id, last_seen_at FROM deployments WHERE platform_id = $1 AND tenant_id = $2 ORDER BY created_at",
+            )
+            .bind(platform.to_string())
+            .bind(self.scope.tenant_id().to_string())
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(|(id, deployment_id, last_seen_at)| {
+                Ok(Deployment {
+                    id: id.parse::<DeploymentId>().map_err(|_| corrupt("deployment id"))?,
+                    tenant_id: self.scope.tenant_id(),
+                    platform_id: platform,
+                    deployment_id,
+                    last_seen_at,
+                })
+            })
+            .collect()
+    }
+}
+

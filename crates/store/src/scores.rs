@@ -1,0 +1,543 @@
+//! The score outbox: what the product asked for, and what happened when we sent it.
+
+use crate::audit::NewAuditEntry;
+use crate::db::BeginWrite;
+use crate::error::StoreError;
+use crate::{Store, TenantStore, now_micros};
+use domain::{
+    ActivityProgress, Actor, GradeTargetLocation, GradingProgress, NewScore, Platform, ScoreId,
+    ScoreState, TenantId,
+};
+use serde::Serialize;
+use url::Url;
+
+/// A score to queue, with its idempotency key and a hash of the request body.
+#[derive(Debug, Clone)]
+pub struct ScoreRequest {
+    pub score: NewScore,
+    pub idempotency_key: Option<String>,
+    pub request_hash: String,
+}
+
+/// A stored score and its delivery state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScoreRecord {
+    pub id: ScoreId,
+    pub grade_target_id: String,
+    pub person_id: String,
+    pub score_given: Option<f64>,
+    pub score_maximum: Option<f64>,
+    pub comment: Option<String>,
+    pub activity_progress: String,
+    pub grading_progress: String,
+    pub actor: Actor,
+    pub timestamp_micros: i64,
+    pub state: ScoreState,
+    pub attempts: i64,
+    pub next_attempt_at: Option<i64>,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<i64>,
+    pub created_at: i64,
+}
+
+/// What enqueueing did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EnqueueOutcome {
+    Created(ScoreRecord),
+    /// The idempotency key was seen before with the same body.
+    Replayed(ScoreRecord),
+}
+
+/// One attempt to deliver a score.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct ScoreAttempt {
+    pub attempt: i64,
+    pub worker: String,
+    pub started_at: i64,
+    pub latency_ms: i64,
+    pub status: Option<i64>,
+    pub outcome: String,
+    pub detail: Option<String>,
+}
+
+/// A score a worker holds the lease on, with everything needed to send it.
+#[derive(Debug, Clone)]
+pub struct ClaimedScore {
+    pub id: ScoreId,
+    pub tenant_id: TenantId,
+    pub attempts: i64,
+    pub created_at: i64,
+    pub platform: Platform,
+    pub location: GradeTargetLocation,
+    pub platform_user_id: String,
+    pub score_given: Option<f64>,
+    pub score_maximum: Option<f64>,
+    pub comment: Option<String>,
+    pub activity_progress: ActivityProgress,
+    pub grading_progress: GradingProgress,
+    pub timestamp_micros: i64,
+    pub actor: Actor,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Delivered { status: u16, detail: String },
+    Retry { at: i64, status: Option<u16>, detail: String },
+    Dead { status: Option<u16>, detail: String },
+}
+
+#[derive(sqlx::FromRow)]
+struct ScoreRow {
+    id: String,
+    grade_target_id: String,
+    person_id: String,
+    score_given: Option<f64>,
+    score_maximum: Option<f64>,
+    comment: Option<String>,
+    activity_progress: String,
+    grading_progress: String,
+    actor_kind: String,
+    actor_id: String,
+    timestamp_micros: i64,
+    state: String,
+    attempts: i64,
+    next_attempt_at: i64,
+    last_status: Option<i64>,
+    last_error: Option<String>,
+    delivered_at: Option<i64>,
+    created_at: i64,
+}
+
+const SCORE_COLUMNS: &str = "id, grade_target_id, person_id, score_given, score_maximum, comment, activity_progress, grading_progress, actor_kind, actor_id, timestamp_micros, state, attempts, next_attempt_at, last_status, last_error, delivered_at, created_at";
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("score {what}"))
+}
+
+impl TryFrom<ScoreRow> for ScoreRecord {
+    type Error = StoreError;
+    fn try_from(r: ScoreRow) -> Result<Self, StoreError> {
+        let state: ScoreState = r.state.parse().map_err(|_| corrupt("state"))?;
+        let waiting = matches!(state, ScoreState::Queued | ScoreState::Retrying);
+        Ok(Self {
+            id: r.id.parse().map_err(|_| corrupt("id"))?,
+            grade_target_id: r.grade_target_id,
+            person_id: r.person_id,
+            score_given: r.score_given,
+            score_maximum: r.score_maximum,
+            comment: r.comment,
+            activity_progress: r.activity_progress,
+            grading_progress: r.grading_progress,
+            actor: Actor {
+                kind: r.actor_kind.parse().map_err(|_| corrupt("actor"))?,
+                id: r.actor_id,
+            },
+            timestamp_micros: r.timestamp_micros,
+            state,
+            attempts: r.attempts,
+            next_attempt_at: waiting.then_some(r.next_attempt_at),
+            last_status: r.last_status,
+            last_error: r.last_error,
+            delivered_at: r.delivered_at,
+            created_at: r.created_at,
+        })
+    }
+}
+
+fn parse_progress<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| corrupt("progress"))
+}
+
+impl TenantStore<'_> {
+    /// Queues a score with its audit entry in one transaction. Older queued scores for the
+    /// same target and person are marked superseded: only the newest is sent.
+    pub async fn enqueue_score(&self, req: &ScoreRequest) -> Result<EnqueueOutcome, StoreError> {
+        let tenant = self.scope.tenant_id();
+        let tenant_s = tenant.to_string();
+        let s = &req.score;
+        let target_s = s.grade_target_id.to_string();
+        let person_s = s.person_id.to_string();
+        let now = now_micros();
+        let id = ScoreId::generate();
+        let audit = NewAuditEntry::tenant(
+            tenant,
+            s.actor.clone(),
+            "score.queued",
+            format!("score:{id}"),
+            serde_json::json!({
+                "grade_target_id": target_s, "person_id": person_s,
+                "score_given": s.score_given, "score_maximum": s.score_maximum,
+                "activity_progress": s.activity_progress, "grading_progress": s.grading_progress,
+                "comment": s.comment, "idempotency_key": req.idempotency_key,
+            }),
+        );
+        let outcome: Result<Option<String>, StoreError> = async {
+            Ok(on_db!(self.db, |pool| {
+                let mut tx = pool.begin_write().await?;
+                if let Some(key) = &req.idempotency_key {
+                    let existing: Option<(String, String)> = sqlx::query_as(
+                        "SELECT id, request_hash FROM scores WHERE tenant_id = $1 AND idempotency_key = $2",
+                    )
+                    .bind(&tenant_s)
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some((existing_id, hash)) = existing {
+                        if hash != req.request_hash {
+                            return Err(StoreError::Conflict(
+                                "this Idempotency-Key was used with a different request",
+                            ));
+                        }
+                        return Ok(Some(existing_id));
+                    }
+                }
+                // Target and person must be this tenant's, and on the same platform.
+                let ok: Option<(String,)> = sqlx::query_as(
+                    "SELECT g.id FROM grade_targets g JOIN people p ON p.platform_id = g.platform_id \
+                     WHERE g.id = $1 AND g.tenant_id = $2 AND p.id = $3 AND p.tenant_id = $2",
+                )
+                .bind(&target_s)
+                .bind(&tenant_s)
+                .bind(&person_s)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if ok.is_none() {
+                    return Err(StoreError::NotFound);
+                }
+                // Platforms order scores by timestamp: keep it strictly increasing per pair.
+                let last: Option<i64> = sqlx::query_scalar(
+                    "SELECT MAX(timestamp_micros) FROM scores WHERE grade_target_id = $1 AND person_id = $2",
+                )
+                .bind(&target_s)
+                .bind(&person_s)
+                .fetch_one(&mut *tx)
+                .await?;
+                let timestamp = last.map_or(now, |l| now.max(l + 1));
+                sqlx::query(
+                    "UPDATE scores SET state = 'superseded', updated_at = $1 \
+                     WHERE grade_target_id = $2 AND person_id = $3 AND tenant_id = $4 AND state IN ('queued', 'retrying')",
+                )
+                .bind(now)
+                .bind(&target_s)
+                .bind(&person_s)
+                .bind(&tenant_s)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO scores (id, tenant_id, grade_target_id, person_id, score_given, score_maximum, comment, \
+                       activity_progress, grading_progress, actor_kind, actor_id, timestamp_micros, idempotency_key, request_hash, \
+                       state, attempts, next_attempt_at, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'queued', 0, $15, $15, $15)",
+                )
+                .bind(id.to_string())
+                .bind(&tenant_s)
+                .bind(&target_s)
+                .bind(&person_s)
+                .bind(s.score_given)
+                .bind(s.score_maximum)
+                .bind(&s.comment)
+                .bind(s.activity_progress.as_str())
+                .bind(s.grading_progress.as_str())
+                .bind(s.actor.kind.as_str())
+                .bind(&s.actor.id)
+                .bind(timestamp)
+                .bind(&req.idempotency_key)
+                .bind(&req.request_hash)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                audit_append!(tx, &audit);
+                tx.commit().await?;
+                None
+            }))
+        }
+        .await;
+        match outcome {
+            Ok(None) => Ok(EnqueueOutcome::Created(
+                self.score(id).await?.ok_or(StoreError::NotFound)?,
+            )),
+            Ok(Some(existing)) => {
+                let id = existing.parse().map_err(|_| corrupt("id"))?;
+                Ok(EnqueueOutcome::Replayed(
+                    self.score(id).await?.ok_or(StoreError::NotFound)?,
+                ))
+            }
+            // Two requests with one new key raced; the loser reads the winner's row.
+            Err(e) if e.is_unique_violation() && req.idempotency_key.is_some() => {
+                Box::pin(self.enqueue_score(req)).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One of this tenant's scores.
+    pub async fn score(&self, id: ScoreId) -> Result<Option<ScoreRecord>, StoreError> {
+        let row: Option<ScoreRow> = on_db!(self.db, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {SCORE_COLUMNS} FROM scores WHERE id = $1 AND tenant_id = $2"
+            )))
+            .bind(id.to_string())
+            .bind(self.scope.tenant_id().to_string())
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(ScoreRecord::try_from).transpose()
+    }
+
+    /// The delivery attempts of one of this tenant's scores, oldest first.
+    pub async fn score_attempts(&self, id: ScoreId) -> Result<Vec<ScoreAttempt>, StoreError> {
+        Ok(on_db!(self.db, |pool| {
+            sqlx::query_as(
+                "SELECT attempt, worker, started_at, latency_ms, status, outcome, detail FROM score_attempts \
+                 WHERE score_id = $1 AND tenant_id = $2 ORDER BY started_at",
+            )
+            .bind(id.to_string())
+            .bind(self.scope.tenant_id().to_string())
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    id: String,
+    tenant_id: String,
+    attempts: i64,
+    created_at: i64,
+    platform_id: String,
+    platform_tenant: String,
+    kind: String,
+    issuer: String,
+    client_id: String,
+    auth_url: String,
+    token_url: String,
+    jwks_url: String,
+    token_audience: Option<String>,
+    platform_created_at: i64,
+    target_kind: String,
+    location: String,
+    platform_user_id: String,
+    score_given: Option<f64>,
+    score_maximum: Option<f64>,
+    comment: Option<String>,
+    activity_progress: String,
+    grading_progress: String,
+    timestamp_micros: i64,
+    actor_kind: String,
+    actor_id: String,
+}
+
+impl TryFrom<ClaimRow> for ClaimedScore {
+    type Error = StoreError;
+    fn try_from(r: ClaimRow) -> Result<Self, StoreError> {
+        let url = |s: &str| Url::parse(s).map_err(|_| corrupt("platform url"));
+        let location = match r.target_kind.as_str() {
+            "lti_line_item" => GradeTargetLocation::LtiLineItem {
+                line_item_url: url(&r.location)?,
+            },
+            "classroom_course_work" => {
+                let (course_id, course_work_id) =
+                    r.location.split_once('/').ok_or_else(|| corrupt("location"))?;
+                GradeTargetLocation::ClassroomCourseWork {
+                    course_id: course_id.to_owned(),
+                    course_work_id: course_work_id.to_owned(),
+                }
+            }
+            _ => return Err(corrupt("target kind")),
+        };
+        Ok(Self {
+            id: r.id.parse().map_err(|_| corrupt("id"))?,
+            tenant_id: r.tenant_id.parse().map_err(|_| corrupt("tenant"))?,
+            attempts: r.attempts,
+            created_at: r.created_at,
+            platform: Platform {
+                id: r.platform_id.parse().map_err(|_| corrupt("platform"))?,
+                tenant_id: r.platform_tenant.parse().map_err(|_| corrupt("tenant"))?,
+                kind: r.kind.parse().map_err(|_| corrupt("platform kind"))?,
+                issuer: r.issuer,
+                client_id: r.client_id,
+                auth_url: url(&r.auth_url)?,
+                token_url: url(&r.token_url)?,
+                jwks_url: url(&r.jwks_url)?,
+                token_audience: r.token_audience,
+                created_at: r.platform_created_at,
+            },
+            location,
+            platform_user_id: r.platform_user_id,
+            score_given: r.score_given,
+            score_maximum: r.score_maximum,
+            comment: r.comment,
+            activity_progress: parse_progress(&r.activity_progress)?,
+            grading_progress: parse_progress(&r.grading_progress)?,
+            timestamp_micros: r.timestamp_micros,
+            actor: Actor {
+                kind: r.actor_kind.parse().map_err(|_| corrupt("actor"))?,
+                id: r.actor_id,
+            },
+        })
+    }
+}
+
+/// Rows a worker may take: due, not leased (or the lease lapsed, as after a crash), and no
+/// other row for the same target and person in flight.
+const DUE: &str = "s.state IN ('queued', 'retrying', 'sending') AND s.next_attempt_at <= $3 \
+    AND (s.lease_until IS NULL OR s.lease_until < $3) \
+    AND NOT EXISTS (SELECT 1 FROM scores o WHERE o.grade_target_id = s.grade_target_id AND o.person_id = s.person_id \
+        AND o.state = 'sending' AND o.lease_until >= $3 AND o.id <> s.id)";
+
+impl Store {
+    /// Claims up to `limit` due scores for `worker` until `lease_until`.
+    pub async fn claim_scores(
+        &self,
+        worker: &str,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<ClaimedScore>, StoreError> {
+        let now = now_micros();
+        let ids: Vec<String> = match &self.db {
+            crate::db::Db::Postgres(pool) => {
+                // SKIP LOCKED: concurrent workers each take different rows, none waits.
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "UPDATE scores SET state = 'sending', lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3 \
+                     WHERE id IN (SELECT s.id FROM scores s WHERE {DUE} ORDER BY s.next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                     RETURNING id"
+                )))
+                .bind(worker)
+                .bind(lease_until)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+            }
+            crate::db::Db::Sqlite(pool) => {
+                // SQLite has one writer at a time; the UPDATE is atomic on its own.
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "UPDATE scores SET state = 'sending', lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3 \
+                     WHERE id IN (SELECT s.id FROM scores s WHERE {DUE} ORDER BY s.next_attempt_at LIMIT $4) \
+                     RETURNING id"
+                )))
+                .bind(worker)
+                .bind(lease_until)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+            }
+        };
+        let mut claimed = Vec::with_capacity(ids.len());
+        for id in ids {
+            let row: ClaimRow = on_db!(&self.db, |pool| {
+                sqlx::query_as(
+                    "SELECT s.id, s.tenant_id, s.attempts, s.created_at, p.id AS platform_id, p.tenant_id AS platform_tenant, p.kind, p.issuer, \
+                       p.client_id, p.auth_url, p.token_url, p.jwks_url, p.token_audience, p.created_at AS platform_created_at, \
+                       g.kind AS target_kind, g.location, pe.platform_user_id, s.score_given, s.score_maximum, s.comment, \
+                       s.activity_progress, s.grading_progress, s.timestamp_micros, s.actor_kind, s.actor_id \
+                     FROM scores s JOIN grade_targets g ON g.id = s.grade_target_id AND g.tenant_id = s.tenant_id \
+                       JOIN platforms p ON p.id = g.platform_id AND p.tenant_id = s.tenant_id \
+                       JOIN people pe ON pe.id = s.person_id AND pe.tenant_id = s.tenant_id \
+                     WHERE s.id = $1",
+                )
+                .bind(&id)
+                .fetch_one(pool)
+                .await?
+            });
+            claimed.push(ClaimedScore::try_from(row)?);
+        }
+        Ok(claimed)
+    }
+
+    /// Records an attempt's outcome, if `worker` still holds the lease. Returns false when
+    /// the lease was lost (another worker took the row over), in which case nothing changes.
+    pub async fn finish_attempt(
+        &self,
+        claimed: &ClaimedScore,
+        worker: &str,
+        started_at: i64,
+        latency_ms: i64,
+        outcome: &AttemptOutcome,
+    ) -> Result<bool, StoreError> {
+        let now = now_micros();
+        let id_s = claimed.id.to_string();
+        let tenant_s = claimed.tenant_id.to_string();
+        let (state, next_at, status, detail, label) = match outcome {
+            AttemptOutcome::Delivered { status, detail } => {
+                ("delivered", now, Some(i64::from(*status)), detail, "delivered")
+            }
+            AttemptOutcome::Retry { at, status, detail } => {
+                ("retrying", *at, status.map(i64::from), detail, "retry")
+            }
+            AttemptOutcome::Dead { status, detail } => {
+                ("dead", now, status.map(i64::from), detail, "dead")
+            }
+        };
+        let audit = match outcome {
+            AttemptOutcome::Retry { .. } => None,
+            _ => Some(NewAuditEntry::tenant(
+                claimed.tenant_id,
+                Actor::system("passback-worker"),
+                if state == "delivered" { "score.delivered" } else { "score.dead" },
+                format!("score:{}", claimed.id),
+                serde_json::json!({"attempt": claimed.attempts, "status": status, "detail": detail}),
+            )),
+        };
+        let owned = on_db!(&self.db, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let updated = sqlx::query(
+                "UPDATE scores SET state = $1, next_attempt_at = $2, last_status = $3, last_error = $4, \
+                   delivered_at = CASE WHEN $1 = 'delivered' THEN $5 ELSE delivered_at END, \
+                   lease_owner = NULL, lease_until = NULL, updated_at = $5 \
+                 WHERE id = $6 AND lease_owner = $7 AND attempts = $8 AND state = 'sending'",
+            )
+            .bind(state)
+            .bind(next_at)
+            .bind(status)
+            .bind((state != "delivered").then_some(detail))
+            .bind(now)
+            .bind(&id_s)
+            .bind(worker)
+            .bind(claimed.attempts)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if updated == 1 {
+                sqlx::query(
+                    "INSERT INTO score_attempts (id, tenant_id, score_id, attempt, worker, started_at, latency_ms, status, outcome, detail) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(&tenant_s)
+                .bind(&id_s)
+                .bind(claimed.attempts)
+                .bind(worker)
+                .bind(started_at)
+                .bind(latency_ms)
+                .bind(status)
+                .bind(label)
+                .bind(detail)
+                .execute(&mut *tx)
+                .await?;
+                if let Some(audit) = &audit {
+                    audit_append!(tx, audit);
+                }
+            }
+            tx.commit().await?;
+            updated == 1
+        });
+        Ok(owned)
+    }
+
+    /// When the next queued score becomes due, for a worker deciding how long to sleep.
+    pub async fn next_score_due(&self) -> Result<Option<i64>, StoreError> {
+        Ok(on_db!(&self.db, |pool| {
+            sqlx::query_scalar(
+                "SELECT MIN(CASE WHEN state = 'sending' THEN lease_until ELSE next_attempt_at END) FROM scores \
+                 WHERE state IN ('queued', 'retrying', 'sending')",
+            )
+            .fetch_one(pool)
+            .await?
+        }))
+    }
+}
