@@ -136,3 +136,76 @@ impl Store {
         }))
     }
 }
+
+/// A tenant with one platform and one recorded launch, for tests of code built on the store.
+#[derive(Debug, Clone)]
+pub struct SeededLaunch {
+    pub scope: crate::TenantScope,
+    pub api_key: String,
+    pub platform: domain::Platform,
+    pub launch: crate::RecordedLaunch,
+}
+
+/// Creates a tenant, registers a platform whose token and line item live under `lms_base`,
+/// and records a launch of user `user-1` with line item `{lms_base}/line_items/1`.
+pub async fn seed_launch(
+    store: &Store,
+    name: &str,
+    kind: domain::PlatformKind,
+    lms_base: &url::Url,
+) -> Result<SeededLaunch, StoreError> {
+    let actor = domain::Actor::system("test");
+    let (_, key) = store.create_tenant(name, None, &actor).await?;
+    let scope = store
+        .authenticate_api_key(key.secret())
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    let at = |p: &str| lms_base.join(p).map_err(|e| StoreError::Invalid(e.to_string()));
+    let platform = store
+        .tenant(&scope)
+        .add_platform(
+            &crate::NewPlatform {
+                kind,
+                issuer: format!("{lms_base}{name}"),
+                client_id: format!("client-{name}"),
+                auth_url: at("auth")?,
+                token_url: at("token")?,
+                jwks_url: at("jwks")?,
+                token_audience: None,
+                deployment_ids: vec!["dep-1".into()],
+            },
+            &actor,
+        )
+        .await?;
+    let now = crate::now_micros();
+    let launch = store
+        .tenant(&scope)
+        .record_launch(&crate::NewLaunch {
+            platform_id: platform.id,
+            deployment_id: "dep-1".into(),
+            nonce: crate::crypto::random_token(16),
+            nonce_expires_at: now + 3_600_000_000,
+            message_type: "LtiResourceLinkRequest".into(),
+            person: Some(crate::LaunchPerson {
+                platform_user_id: "user-1".into(),
+                ..Default::default()
+            }),
+            roles: vec![domain::Role::Learner],
+            context: Some(crate::LaunchContext {
+                platform_context_id: "course-1".into(),
+                ..Default::default()
+            }),
+            resource: Some(("res-1".into(), None)),
+            line_item: Some((at("line_items/1")?.to_string(), None)),
+            extras: serde_json::json!({}),
+            handoff_code_hash: crate::crypto::random_token(16),
+            handoff_expires_at: now + 60_000_000,
+        })
+        .await?;
+    Ok(SeededLaunch {
+        scope,
+        api_key: key.secret().to_owned(),
+        platform,
+        launch,
+    })
+}
