@@ -216,7 +216,10 @@ fn check_chain(chain: &str, rows: &[AuditEntry], head: Option<(i64, String)>) ->
         && let Some((seq, hash)) = head
         && (seq != count || (count > 0 && hash != prev))
     {
-        broken = Some((count + 1, "entries missing at the end of the chain".to_owned()));
+        broken = Some((
+            count + 1,
+            "entries missing at the end of the chain".to_owned(),
+        ));
     }
     ChainReport {
         chain: chain.to_owned(),

@@ -29,11 +29,13 @@ impl MasterKey {
         let s = s.trim();
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(s)
-            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')))
+            .or_else(|_| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s.trim_end_matches('='))
+            })
             .map_err(|_| StoreError::Crypto("master key is not base64"))?;
-        let key: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| StoreError::Crypto("master key must be 32 bytes (base64 of 32 random bytes)"))?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| {
+            StoreError::Crypto("master key must be 32 bytes (base64 of 32 random bytes)")
+        })?;
         Ok(Self(key))
     }
 
@@ -138,7 +140,10 @@ mod tests {
         let k = MasterKey::generate();
         let sealed = k.seal(b"secret", "tool_key:a").unwrap();
         assert_eq!(k.open(&sealed, "tool_key:a").unwrap(), b"secret");
-        assert!(k.open(&sealed, "tool_key:b").is_err(), "moved ciphertext must not open");
+        assert!(
+            k.open(&sealed, "tool_key:b").is_err(),
+            "moved ciphertext must not open"
+        );
         let other = MasterKey::generate();
         assert!(other.open(&sealed, "tool_key:a").is_err());
         let mut tampered = sealed.clone();

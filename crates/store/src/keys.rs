@@ -176,15 +176,24 @@ mod tests {
         };
         assert_eq!(
             at(150),
-            vec![("k2".into(), KeyStatus::Next), ("k1".into(), KeyStatus::Current)]
+            vec![
+                ("k2".into(), KeyStatus::Next),
+                ("k1".into(), KeyStatus::Current)
+            ]
         );
         assert_eq!(
             at(250),
-            vec![("k2".into(), KeyStatus::Current), ("k1".into(), KeyStatus::Retiring)]
+            vec![
+                ("k2".into(), KeyStatus::Current),
+                ("k1".into(), KeyStatus::Retiring)
+            ]
         );
         assert_eq!(
             at(300),
-            vec![("k2".into(), KeyStatus::Current), ("k1".into(), KeyStatus::Retired)]
+            vec![
+                ("k2".into(), KeyStatus::Current),
+                ("k1".into(), KeyStatus::Retired)
+            ]
         );
     }
 }

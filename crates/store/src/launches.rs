@@ -4,9 +4,7 @@ use crate::audit::NewAuditEntry;
 use crate::db::BeginWrite;
 use crate::error::StoreError;
 use crate::{TenantStore, now_micros};
-use domain::{
-    Actor, ContextId, GradeTargetId, LaunchId, PersonId, PlatformId, ResourceId, Role,
-};
+use domain::{Actor, ContextId, GradeTargetId, LaunchId, PersonId, PlatformId, ResourceId, Role};
 use serde::Serialize;
 
 /// The person as the launch describes them.

@@ -38,7 +38,10 @@ impl Store {
 
     /// Takes a login state: it is deleted as it is read, so a state works once.
     /// Expired states are refused here too.
-    pub async fn take_login_state(&self, state_hash: &str) -> Result<Option<LoginState>, StoreError> {
+    pub async fn take_login_state(
+        &self,
+        state_hash: &str,
+    ) -> Result<Option<LoginState>, StoreError> {
         let row: Option<(String, String, String, i64)> = on_db!(&self.db, |pool| {
             sqlx::query_as(
                 "DELETE FROM login_states WHERE state_hash = $1 RETURNING platform_id, nonce, target_link_uri, expires_at",
@@ -73,7 +76,11 @@ impl Store {
             "DELETE FROM handoff_codes WHERE expires_at < $1",
         ] {
             removed += on_db!(&self.db, |pool| {
-                sqlx::query(sql).bind(now).execute(pool).await?.rows_affected()
+                sqlx::query(sql)
+                    .bind(now)
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
             });
         }
         Ok(removed)

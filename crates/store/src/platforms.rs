@@ -102,15 +102,13 @@ impl Store {
     ) -> Result<Vec<PlatformRegistration>, StoreError> {
         let rows: Vec<PlatformRow> = on_db!(&self.db, |pool| {
             match client_id {
-                Some(c) => {
-                    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                        "SELECT {PLATFORM_COLUMNS} FROM platforms WHERE issuer = $1 AND client_id = $2"
-                    )))
-                    .bind(issuer)
-                    .bind(c)
-                    .fetch_all(pool)
-                    .await?
-                }
+                Some(c) => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {PLATFORM_COLUMNS} FROM platforms WHERE issuer = $1 AND client_id = $2"
+                )))
+                .bind(issuer)
+                .bind(c)
+                .fetch_all(pool)
+                .await?,
                 None => {
                     sqlx::query_as(sqlx::AssertSqlSafe(format!(
                         "SELECT {PLATFORM_COLUMNS} FROM platforms WHERE issuer = $1 LIMIT 2"
@@ -149,7 +147,9 @@ impl TenantStore<'_> {
         actor: &Actor,
     ) -> Result<Platform, StoreError> {
         if new.issuer.trim().is_empty() || new.client_id.trim().is_empty() {
-            return Err(StoreError::Invalid("issuer and client_id are required".into()));
+            return Err(StoreError::Invalid(
+                "issuer and client_id are required".into(),
+            ));
         }
         let tenant = self.scope.tenant_id();
         let platform = Platform {
@@ -268,9 +268,9 @@ impl TenantStore<'_> {
         }
         .await;
         match result {
-            Err(e) if e.is_unique_violation() => {
-                Err(StoreError::Conflict("this deployment is already registered"))
-            }
+            Err(e) if e.is_unique_violation() => Err(StoreError::Conflict(
+                "this deployment is already registered",
+            )),
             Err(e) => Err(e),
             Ok(()) => self
                 .deployments(platform)
@@ -295,7 +295,9 @@ impl TenantStore<'_> {
         rows.into_iter()
             .map(|(id, deployment_id, last_seen_at)| {
                 Ok(Deployment {
-                    id: id.parse::<DeploymentId>().map_err(|_| corrupt("deployment id"))?,
+                    id: id
+                        .parse::<DeploymentId>()
+                        .map_err(|_| corrupt("deployment id"))?,
                     tenant_id: self.scope.tenant_id(),
                     platform_id: platform,
                     deployment_id,
@@ -305,4 +307,3 @@ impl TenantStore<'_> {
             .collect()
     }
 }
-

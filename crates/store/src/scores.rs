@@ -83,9 +83,19 @@ pub struct ClaimedScore {
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptOutcome {
-    Delivered { status: u16, detail: String },
-    Retry { at: i64, status: Option<u16>, detail: String },
-    Dead { status: Option<u16>, detail: String },
+    Delivered {
+        status: u16,
+        detail: String,
+    },
+    Retry {
+        at: i64,
+        status: Option<u16>,
+        detail: String,
+    },
+    Dead {
+        status: Option<u16>,
+        detail: String,
+    },
 }
 
 #[derive(sqlx::FromRow)]
@@ -339,8 +349,10 @@ impl TryFrom<ClaimRow> for ClaimedScore {
                 line_item_url: url(&r.location)?,
             },
             "classroom_course_work" => {
-                let (course_id, course_work_id) =
-                    r.location.split_once('/').ok_or_else(|| corrupt("location"))?;
+                let (course_id, course_work_id) = r
+                    .location
+                    .split_once('/')
+                    .ok_or_else(|| corrupt("location"))?;
                 GradeTargetLocation::ClassroomCourseWork {
                     course_id: course_id.to_owned(),
                     course_work_id: course_work_id.to_owned(),
@@ -463,9 +475,13 @@ impl Store {
         let id_s = claimed.id.to_string();
         let tenant_s = claimed.tenant_id.to_string();
         let (state, next_at, status, detail, label) = match outcome {
-            AttemptOutcome::Delivered { status, detail } => {
-                ("delivered", now, Some(i64::from(*status)), detail, "delivered")
-            }
+            AttemptOutcome::Delivered { status, detail } => (
+                "delivered",
+                now,
+                Some(i64::from(*status)),
+                detail,
+                "delivered",
+            ),
             AttemptOutcome::Retry { at, status, detail } => {
                 ("retrying", *at, status.map(i64::from), detail, "retry")
             }
@@ -478,7 +494,11 @@ impl Store {
             _ => Some(NewAuditEntry::tenant(
                 claimed.tenant_id,
                 Actor::system("passback-worker"),
-                if state == "delivered" { "score.delivered" } else { "score.dead" },
+                if state == "delivered" {
+                    "score.delivered"
+                } else {
+                    "score.dead"
+                },
                 format!("score:{}", claimed.id),
                 serde_json::json!({"attempt": claimed.attempts, "status": status, "detail": detail}),
             )),

@@ -92,7 +92,10 @@ impl TryFrom<TenantRow> for Tenant {
     type Error = StoreError;
     fn try_from(r: TenantRow) -> Result<Self, StoreError> {
         Ok(Tenant {
-            id: r.id.parse().map_err(|_| StoreError::Corrupt("tenant id".into()))?,
+            id: r
+                .id
+                .parse()
+                .map_err(|_| StoreError::Corrupt("tenant id".into()))?,
             name: r.name,
             launch_url: r
                 .launch_url
@@ -134,13 +137,15 @@ impl Store {
         );
         on_db!(&self.db, |pool| {
             let mut tx = pool.begin_write().await?;
-            sqlx::query("INSERT INTO tenants (id, name, launch_url, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(tenant.id.to_string())
-                .bind(&tenant.name)
-                .bind(tenant.launch_url.as_ref().map(Url::as_str))
-                .bind(tenant.created_at)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO tenants (id, name, launch_url, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(tenant.id.to_string())
+            .bind(&tenant.name)
+            .bind(tenant.launch_url.as_ref().map(Url::as_str))
+            .bind(tenant.created_at)
+            .execute(&mut *tx)
+            .await?;
             insert_key!(tx, tenant.id, &key, Some("initial"));
             audit_append!(tx, &audit);
             tx.commit().await?;
@@ -193,7 +198,9 @@ impl Store {
         });
         let presented_hash = sha256_hex(presented.as_bytes());
         match row {
-            Some((tenant, hash)) if constant_time_eq(hash.as_bytes(), presented_hash.as_bytes()) => {
+            Some((tenant, hash))
+                if constant_time_eq(hash.as_bytes(), presented_hash.as_bytes()) =>
+            {
                 let id = tenant
                     .parse()
                     .map_err(|_| StoreError::Corrupt("api key tenant id".into()))?;
@@ -219,9 +226,11 @@ impl Store {
     /// Every tenant, for operators.
     pub async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
         let rows: Vec<TenantRow> = on_db!(&self.db, |pool| {
-            sqlx::query_as("SELECT id, name, launch_url, created_at FROM tenants ORDER BY created_at")
-                .fetch_all(pool)
-                .await?
+            sqlx::query_as(
+                "SELECT id, name, launch_url, created_at FROM tenants ORDER BY created_at",
+            )
+            .fetch_all(pool)
+            .await?
         });
         rows.into_iter().map(Tenant::try_from).collect()
     }
@@ -243,7 +252,6 @@ impl Store {
     }
 }
 
-
 impl TenantStore<'_> {
     /// The tenant itself.
     pub async fn tenant(&self) -> Result<Tenant, StoreError> {
@@ -254,5 +262,30 @@ impl TenantStore<'_> {
                 .await?
         });
         row.ok_or(StoreError::NotFound)?.try_into()
+    }
+}
+
+impl TenantStore<'_> {
+    /// Changes where launches are handed off (`None`: lmsbridge's summary page).
+    pub async fn set_launch_url(&self, url: Option<&Url>, actor: &Actor) -> Result<(), StoreError> {
+        let tenant = self.scope.tenant_id;
+        let audit = NewAuditEntry::tenant(
+            tenant,
+            actor.clone(),
+            "tenant.launch_url_changed",
+            format!("tenant:{tenant}"),
+            serde_json::json!({"launch_url": url}),
+        );
+        on_db!(self.db, |pool| {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query("UPDATE tenants SET launch_url = $1 WHERE id = $2")
+                .bind(url.map(Url::as_str))
+                .bind(tenant.to_string())
+                .execute(&mut *tx)
+                .await?;
+            audit_append!(tx, &audit);
+            tx.commit().await?;
+        });
+        Ok(())
     }
 }

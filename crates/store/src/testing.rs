@@ -30,8 +30,7 @@ impl TestDatabase {
     /// A migrated SQLite database in a new temporary directory.
     pub async fn sqlite() -> Result<Self, StoreError> {
         let dir = std::env::temp_dir().join(format!("lmsbridge-test-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| StoreError::Invalid(format!("temp dir: {e}")))?;
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::Invalid(format!("temp dir: {e}")))?;
         let url = format!("sqlite://{}", dir.join("test.db").display());
         let store = Store::open(&url).await?;
         Ok(Self {
@@ -160,7 +159,11 @@ pub async fn seed_launch(
         .authenticate_api_key(key.secret())
         .await?
         .ok_or(StoreError::NotFound)?;
-    let at = |p: &str| lms_base.join(p).map_err(|e| StoreError::Invalid(e.to_string()));
+    let at = |p: &str| {
+        lms_base
+            .join(p)
+            .map_err(|e| StoreError::Invalid(e.to_string()))
+    };
     let platform = store
         .tenant(&scope)
         .add_platform(

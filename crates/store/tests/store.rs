@@ -22,7 +22,11 @@ struct Fixture {
 
 async fn fixture(store: &Store, name: &str, issuer: &str) -> Fixture {
     let (tenant, key) = store.create_tenant(name, None, &admin()).await.unwrap();
-    let scope = store.authenticate_api_key(key.secret()).await.unwrap().unwrap();
+    let scope = store
+        .authenticate_api_key(key.secret())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(scope.tenant_id(), tenant.id);
     let platform = store
         .tenant(&scope)
@@ -44,7 +48,11 @@ async fn fixture(store: &Store, name: &str, issuer: &str) -> Fixture {
     let handoff_code = format!("code-{name}");
     let launch = store
         .tenant(&scope)
-        .record_launch(&new_launch(platform.id, &format!("nonce-{name}"), &handoff_code))
+        .record_launch(&new_launch(
+            platform.id,
+            &format!("nonce-{name}"),
+            &handoff_code,
+        ))
         .await
         .unwrap();
     Fixture {
@@ -75,7 +83,10 @@ fn new_launch(platform: PlatformId, nonce: &str, code: &str) -> NewLaunch {
             ..Default::default()
         }),
         resource: Some(("res-1".into(), Some("Quiz".into()))),
-        line_item: Some(("https://lms.example/api/lti/courses/1/line_items/1".into(), None)),
+        line_item: Some((
+            "https://lms.example/api/lti/courses/1/line_items/1".into(),
+            None,
+        )),
         extras: serde_json::json!({}),
         handoff_code_hash: sha256_hex(code.as_bytes()),
         handoff_expires_at: now_micros() + 60_000_000,
@@ -121,8 +132,17 @@ async fn tenant_a_cannot_reach_tenant_b_through_any_repository_function() {
         let b = fixture(&store, "b", "https://canvas.instructure.com").await;
         let sa = store.tenant(&a.scope);
 
-        assert!(matches!(sa.platform(b.platform.id).await, Err(StoreError::NotFound)));
-        assert!(sa.list_platforms().await.unwrap().iter().all(|p| p.tenant_id == a.scope.tenant_id()));
+        assert!(matches!(
+            sa.platform(b.platform.id).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(
+            sa.list_platforms()
+                .await
+                .unwrap()
+                .iter()
+                .all(|p| p.tenant_id == a.scope.tenant_id())
+        );
         assert_eq!(sa.list_platforms().await.unwrap().len(), 1);
         assert!(sa.deployments(b.platform.id).await.unwrap().is_empty());
         assert!(matches!(
@@ -130,25 +150,51 @@ async fn tenant_a_cannot_reach_tenant_b_through_any_repository_function() {
             Err(StoreError::NotFound)
         ));
         // B's handoff code does not redeem under A's scope, and stays usable for B.
-        assert_eq!(sa.redeem_handoff(&sha256_hex(b.handoff_code.as_bytes())).await.unwrap(), None);
+        assert_eq!(
+            sa.redeem_handoff(&sha256_hex(b.handoff_code.as_bytes()))
+                .await
+                .unwrap(),
+            None
+        );
         let sb = store.tenant(&b.scope);
-        assert!(sb.redeem_handoff(&sha256_hex(b.handoff_code.as_bytes())).await.unwrap().is_some());
+        assert!(
+            sb.redeem_handoff(&sha256_hex(b.handoff_code.as_bytes()))
+                .await
+                .unwrap()
+                .is_some()
+        );
 
         // Scores: A cannot queue against B's target or person, nor read B's scores.
         let mut cross = score_request(&a, None, 5.0);
         cross.score.grade_target_id = b.launch.grade_target_id.unwrap();
-        assert!(matches!(sa.enqueue_score(&cross).await, Err(StoreError::NotFound)));
+        assert!(matches!(
+            sa.enqueue_score(&cross).await,
+            Err(StoreError::NotFound)
+        ));
         let mut cross = score_request(&a, None, 5.0);
         cross.score.person_id = b.launch.person_id.unwrap();
-        assert!(matches!(sa.enqueue_score(&cross).await, Err(StoreError::NotFound)));
-        let EnqueueOutcome::Created(b_score) = sb.enqueue_score(&score_request(&b, None, 1.0)).await.unwrap() else {
+        assert!(matches!(
+            sa.enqueue_score(&cross).await,
+            Err(StoreError::NotFound)
+        ));
+        let EnqueueOutcome::Created(b_score) = sb
+            .enqueue_score(&score_request(&b, None, 1.0))
+            .await
+            .unwrap()
+        else {
             panic!("expected a new score")
         };
         assert_eq!(sa.score(b_score.id).await.unwrap(), None);
         assert!(sa.score_attempts(b_score.id).await.unwrap().is_empty());
         // Idempotency keys are per tenant: the same key in A is a different score.
-        let ka = sa.enqueue_score(&score_request(&a, Some("k"), 2.0)).await.unwrap();
-        let kb = sb.enqueue_score(&score_request(&b, Some("k"), 3.0)).await.unwrap();
+        let ka = sa
+            .enqueue_score(&score_request(&a, Some("k"), 2.0))
+            .await
+            .unwrap();
+        let kb = sb
+            .enqueue_score(&score_request(&b, Some("k"), 3.0))
+            .await
+            .unwrap();
         let (EnqueueOutcome::Created(ka), EnqueueOutcome::Created(kb)) = (ka, kb) else {
             panic!("both keys are new in their tenant")
         };
@@ -157,7 +203,11 @@ async fn tenant_a_cannot_reach_tenant_b_through_any_repository_function() {
         // The audit trail of A holds only A's entries.
         let entries = sa.audit_entries().await.unwrap();
         assert!(!entries.is_empty());
-        assert!(entries.iter().all(|e| e.tenant_id.as_deref() == Some(&*a.scope.tenant_id().to_string())));
+        assert!(
+            entries
+                .iter()
+                .all(|e| e.tenant_id.as_deref() == Some(&*a.scope.tenant_id().to_string()))
+        );
         assert_eq!(sa.tenant().await.unwrap().name, "a");
 
         // Launch data of B's platform cannot be attached to A by recording it under A's scope.
@@ -165,7 +215,10 @@ async fn tenant_a_cannot_reach_tenant_b_through_any_repository_function() {
             .record_launch(&new_launch(b.platform.id, "nonce-x", "code-x"))
             .await
             .unwrap_err();
-        assert!(matches!(err, StoreError::UnknownDeployment | StoreError::Conflict(_)), "{err:?}");
+        assert!(
+            matches!(err, StoreError::UnknownDeployment | StoreError::Conflict(_)),
+            "{err:?}"
+        );
     })
     .await;
 }
@@ -174,13 +227,34 @@ async fn tenant_a_cannot_reach_tenant_b_through_any_repository_function() {
 async fn api_keys_authenticate_only_exactly() {
     for_each_db(|store| async move {
         let a = fixture(&store, "keys", "https://lms.example").await;
-        assert!(store.authenticate_api_key(&a.api_key).await.unwrap().is_some());
+        assert!(
+            store
+                .authenticate_api_key(&a.api_key)
+                .await
+                .unwrap()
+                .is_some()
+        );
         let mut tampered = a.api_key.clone();
         tampered.push('x');
-        assert!(store.authenticate_api_key(&tampered).await.unwrap().is_none());
-        assert!(store.authenticate_api_key("lmsb_nope_nope").await.unwrap().is_none());
+        assert!(
+            store
+                .authenticate_api_key(&tampered)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .authenticate_api_key("lmsb_nope_nope")
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert!(store.authenticate_api_key("").await.unwrap().is_none());
-        let second = store.issue_api_key(&a.scope, Some("ci"), &admin()).await.unwrap();
+        let second = store
+            .issue_api_key(&a.scope, Some("ci"), &admin())
+            .await
+            .unwrap();
         assert_eq!(
             store.authenticate_api_key(second.secret()).await.unwrap(),
             Some(a.scope.clone())
@@ -202,7 +276,14 @@ async fn platform_lookup_by_issuer_and_client_id() {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].scope, a.scope);
         // Without client_id the shared Canvas issuer is ambiguous: both come back.
-        assert_eq!(store.find_platforms("https://canvas.instructure.com", None).await.unwrap().len(), 2);
+        assert_eq!(
+            store
+                .find_platforms("https://canvas.instructure.com", None)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
         // Registering the same (issuer, client_id) twice is refused.
         let dup = store
             .tenant(&a.scope)
@@ -231,15 +312,26 @@ async fn launch_records_are_single_use_and_upsert() {
         let a = fixture(&store, "launch", "https://moodle.example").await;
         let sa = store.tenant(&a.scope);
         // The same nonce cannot launch twice.
-        let replay = sa.record_launch(&new_launch(a.platform.id, "nonce-launch", "code-2")).await;
+        let replay = sa
+            .record_launch(&new_launch(a.platform.id, "nonce-launch", "code-2"))
+            .await;
         assert!(matches!(replay, Err(StoreError::Conflict(_))), "{replay:?}");
         // An unknown deployment is refused and writes nothing.
         let mut unknown = new_launch(a.platform.id, "nonce-3", "code-3");
         unknown.deployment_id = "dep-unknown".into();
-        assert!(matches!(sa.record_launch(&unknown).await, Err(StoreError::UnknownDeployment)));
-        assert_eq!(sa.redeem_handoff(&sha256_hex(b"code-3")).await.unwrap(), None);
+        assert!(matches!(
+            sa.record_launch(&unknown).await,
+            Err(StoreError::UnknownDeployment)
+        ));
+        assert_eq!(
+            sa.redeem_handoff(&sha256_hex(b"code-3")).await.unwrap(),
+            None
+        );
         // A second launch by the same user upserts the same person, context and target.
-        let again = sa.record_launch(&new_launch(a.platform.id, "nonce-4", "code-4")).await.unwrap();
+        let again = sa
+            .record_launch(&new_launch(a.platform.id, "nonce-4", "code-4"))
+            .await
+            .unwrap();
         assert_eq!(again.person_id, a.launch.person_id);
         assert_eq!(again.context_id, a.launch.context_id);
         assert_eq!(again.grade_target_id, a.launch.grade_target_id);
@@ -258,9 +350,15 @@ async fn launch_records_are_single_use_and_upsert() {
             expires_at: now_micros() + 60_000_000,
         };
         store.save_login_state("s1", &state).await.unwrap();
-        assert_eq!(store.take_login_state("s1").await.unwrap(), Some(state.clone()));
+        assert_eq!(
+            store.take_login_state("s1").await.unwrap(),
+            Some(state.clone())
+        );
         assert_eq!(store.take_login_state("s1").await.unwrap(), None);
-        let expired = LoginState { expires_at: now_micros() - 1, ..state };
+        let expired = LoginState {
+            expires_at: now_micros() - 1,
+            ..state
+        };
         store.save_login_state("s2", &expired).await.unwrap();
         assert_eq!(store.take_login_state("s2").await.unwrap(), None);
     })
@@ -272,21 +370,38 @@ async fn scores_are_idempotent_coalesced_claimed_and_finished() {
     for_each_db(|store| async move {
         let a = fixture(&store, "scores", "https://lms.example").await;
         let sa = store.tenant(&a.scope);
-        let EnqueueOutcome::Created(first) = sa.enqueue_score(&score_request(&a, Some("k1"), 4.0)).await.unwrap() else {
+        let EnqueueOutcome::Created(first) = sa
+            .enqueue_score(&score_request(&a, Some("k1"), 4.0))
+            .await
+            .unwrap()
+        else {
             panic!("new")
         };
         assert_eq!(first.state, ScoreState::Queued);
-        let again = sa.enqueue_score(&score_request(&a, Some("k1"), 4.0)).await.unwrap();
+        let again = sa
+            .enqueue_score(&score_request(&a, Some("k1"), 4.0))
+            .await
+            .unwrap();
         assert_eq!(again, EnqueueOutcome::Replayed(first.clone()));
         let conflict = sa.enqueue_score(&score_request(&a, Some("k1"), 9.0)).await;
-        assert!(matches!(conflict, Err(StoreError::Conflict(_))), "{conflict:?}");
+        assert!(
+            matches!(conflict, Err(StoreError::Conflict(_))),
+            "{conflict:?}"
+        );
 
         // A newer score supersedes the queued one and carries a later timestamp.
-        let EnqueueOutcome::Created(second) = sa.enqueue_score(&score_request(&a, Some("k2"), 6.0)).await.unwrap() else {
+        let EnqueueOutcome::Created(second) = sa
+            .enqueue_score(&score_request(&a, Some("k2"), 6.0))
+            .await
+            .unwrap()
+        else {
             panic!("new")
         };
         assert!(second.timestamp_micros > first.timestamp_micros);
-        assert_eq!(sa.score(first.id).await.unwrap().unwrap().state, ScoreState::Superseded);
+        assert_eq!(
+            sa.score(first.id).await.unwrap().unwrap().state,
+            ScoreState::Superseded
+        );
 
         let lease = now_micros() + 30_000_000;
         let claimed = store.claim_scores("w1", lease, 10).await.unwrap();
@@ -296,24 +411,58 @@ async fn scores_are_idempotent_coalesced_claimed_and_finished() {
         assert_eq!(c.platform_user_id, "user-1");
         assert_eq!(c.attempts, 1);
         // Leased rows are not claimed twice.
-        assert!(store.claim_scores("w2", lease, 10).await.unwrap().is_empty());
+        assert!(
+            store
+                .claim_scores("w2", lease, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         // Another worker cannot finish a row it does not hold.
-        let retry = AttemptOutcome::Retry { at: now_micros() - 1, status: Some(503), detail: "busy".into() };
-        assert!(!store.finish_attempt(c, "w2", now_micros(), 5, &retry).await.unwrap());
-        assert!(store.finish_attempt(c, "w1", now_micros(), 5, &retry).await.unwrap());
+        let retry = AttemptOutcome::Retry {
+            at: now_micros() - 1,
+            status: Some(503),
+            detail: "busy".into(),
+        };
+        assert!(
+            !store
+                .finish_attempt(c, "w2", now_micros(), 5, &retry)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .finish_attempt(c, "w1", now_micros(), 5, &retry)
+                .await
+                .unwrap()
+        );
         let rec = sa.score(c.id).await.unwrap().unwrap();
         assert_eq!(rec.state, ScoreState::Retrying);
         assert_eq!(rec.last_status, Some(503));
         // Due again: claimed with attempt 2, then delivered.
         let claimed = store.claim_scores("w1", lease, 10).await.unwrap();
         assert_eq!(claimed[0].attempts, 2);
-        let done = AttemptOutcome::Delivered { status: 200, detail: "{}".into() };
-        assert!(store.finish_attempt(&claimed[0], "w1", now_micros(), 7, &done).await.unwrap());
+        let done = AttemptOutcome::Delivered {
+            status: 200,
+            detail: "{}".into(),
+        };
+        assert!(
+            store
+                .finish_attempt(&claimed[0], "w1", now_micros(), 7, &done)
+                .await
+                .unwrap()
+        );
         let rec = sa.score(c.id).await.unwrap().unwrap();
         assert_eq!(rec.state, ScoreState::Delivered);
         assert!(rec.delivered_at.is_some());
         let attempts = sa.score_attempts(c.id).await.unwrap();
-        assert_eq!(attempts.iter().map(|a| a.outcome.as_str()).collect::<Vec<_>>(), ["retry", "delivered"]);
+        assert_eq!(
+            attempts
+                .iter()
+                .map(|a| a.outcome.as_str())
+                .collect::<Vec<_>>(),
+            ["retry", "delivered"]
+        );
         assert_eq!(store.next_score_due().await.unwrap(), None);
     })
     .await;
@@ -323,16 +472,39 @@ async fn scores_are_idempotent_coalesced_claimed_and_finished() {
 async fn an_expired_lease_is_taken_over() {
     for_each_db(|store| async move {
         let a = fixture(&store, "lease", "https://lms.example").await;
-        store.tenant(&a.scope).enqueue_score(&score_request(&a, None, 1.0)).await.unwrap();
-        let crashed = store.claim_scores("dead-worker", now_micros() - 1, 10).await.unwrap();
+        store
+            .tenant(&a.scope)
+            .enqueue_score(&score_request(&a, None, 1.0))
+            .await
+            .unwrap();
+        let crashed = store
+            .claim_scores("dead-worker", now_micros() - 1, 10)
+            .await
+            .unwrap();
         assert_eq!(crashed.len(), 1);
-        let taken = store.claim_scores("w2", now_micros() + 30_000_000, 10).await.unwrap();
+        let taken = store
+            .claim_scores("w2", now_micros() + 30_000_000, 10)
+            .await
+            .unwrap();
         assert_eq!(taken.len(), 1);
         assert_eq!(taken[0].attempts, 2);
         // The crashed worker's late answer is ignored.
-        let done = AttemptOutcome::Delivered { status: 200, detail: String::new() };
-        assert!(!store.finish_attempt(&crashed[0], "dead-worker", now_micros(), 1, &done).await.unwrap());
-        assert!(store.finish_attempt(&taken[0], "w2", now_micros(), 1, &done).await.unwrap());
+        let done = AttemptOutcome::Delivered {
+            status: 200,
+            detail: String::new(),
+        };
+        assert!(
+            !store
+                .finish_attempt(&crashed[0], "dead-worker", now_micros(), 1, &done)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .finish_attempt(&taken[0], "w2", now_micros(), 1, &done)
+                .await
+                .unwrap()
+        );
     })
     .await;
 }
@@ -375,18 +547,41 @@ async fn audit_chain_verifies_refuses_edits_and_detects_tampering() {
 async fn tool_keys_are_encrypted_at_rest() {
     for_each_db(|store| async move {
         let master = MasterKey::generate();
-        store.add_tool_key(&master, "k1", b"private-der", now_micros(), None, &admin()).await.unwrap();
-        let keys = store.tool_keys(&master).await.unwrap();
-        assert_eq!(keys.len(), 1);
-        assert_eq!(keys[0].pkcs8_der(), b"private-der");
-        assert!(store.tool_keys(&MasterKey::generate()).await.is_err(), "wrong master key must not decrypt");
         store
-            .add_tool_key(&master, "k2", b"next", now_micros() + 1_000, Some(now_micros() + 2_000), &admin())
+            .add_tool_key(&master, "k1", b"private-der", now_micros(), None, &admin())
             .await
             .unwrap();
         let keys = store.tool_keys(&master).await.unwrap();
-        assert_eq!(keys.iter().find(|k| k.kid == "k1").unwrap().retires_at.is_some(), true);
-        assert_eq!(keys.iter().find(|k| k.kid == "k2").unwrap().retires_at, None);
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].pkcs8_der(), b"private-der");
+        assert!(
+            store.tool_keys(&MasterKey::generate()).await.is_err(),
+            "wrong master key must not decrypt"
+        );
+        store
+            .add_tool_key(
+                &master,
+                "k2",
+                b"next",
+                now_micros() + 1_000,
+                Some(now_micros() + 2_000),
+                &admin(),
+            )
+            .await
+            .unwrap();
+        let keys = store.tool_keys(&master).await.unwrap();
+        assert_eq!(
+            keys.iter()
+                .find(|k| k.kid == "k1")
+                .unwrap()
+                .retires_at
+                .is_some(),
+            true
+        );
+        assert_eq!(
+            keys.iter().find(|k| k.kid == "k2").unwrap().retires_at,
+            None
+        );
         assert!(store.verify_audit(Some(SYSTEM_CHAIN)).await.unwrap()[0].is_intact());
     })
     .await;

@@ -1,0 +1,171 @@
+//! The application state, assembled once at start-up.
+
+use crate::config::Settings;
+use crate::keyring::Keyring;
+use crate::master_key;
+use adapters::LtiAdapter;
+use domain::{LmsAdapter, PlatformKind};
+use lti::LaunchValidator;
+use lti::jwks::{JwksCache, JwksCachePolicy};
+use passback::{AdapterResolver, Worker, WorkerConfig};
+use std::sync::Arc;
+use std::time::Duration;
+use store::Store;
+use tokio::sync::{Notify, watch};
+use url::Url;
+
+/// Shared state behind every handler. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct App(Arc<Inner>);
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) settings: Settings,
+    pub(crate) keyring: Arc<Keyring>,
+    pub(crate) validator: LaunchValidator,
+    pub(crate) wake_worker: Arc<Notify>,
+    pub(crate) launch_url: Url,
+    pub(crate) base_url: Url,
+}
+
+#[derive(Debug)]
+struct Adapters {
+    lti: Arc<LtiAdapter>,
+}
+
+impl AdapterResolver for Adapters {
+    fn adapter(&self, kind: PlatformKind) -> Option<Arc<dyn LmsAdapter>> {
+        kind.speaks_lti()
+            .then(|| self.lti.clone() as Arc<dyn LmsAdapter>)
+    }
+}
+
+/// Builds an [`App`] and its background work.
+#[derive(Debug)]
+pub struct AppBuilder {
+    settings: Settings,
+    http: Option<reqwest::Client>,
+    worker: WorkerConfig,
+}
+
+/// A built app with the background tasks it needs.
+#[derive(Debug)]
+pub struct Running {
+    pub app: App,
+    pub worker: Worker,
+}
+
+impl AppBuilder {
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            settings,
+            http: None,
+            worker: WorkerConfig::default(),
+        }
+    }
+
+    /// The HTTP client used to reach platforms (tests shorten its timeouts).
+    pub fn http_client(mut self, http: reqwest::Client) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    pub fn worker_config(mut self, worker: WorkerConfig) -> Self {
+        self.worker = worker;
+        self
+    }
+
+    /// Opens the store (migrating it), loads or creates the keys, wires the adapters.
+    pub async fn build(self) -> anyhow::Result<Running> {
+        let settings = self.settings;
+        if settings.database_url.starts_with("sqlite:") {
+            std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot create data directory {}: {e}",
+                    settings.data_dir.display()
+                )
+            })?;
+        }
+        let master =
+            master_key::load_or_create(settings.master_key.as_deref(), &settings.data_dir)?;
+        let store = Store::open(&settings.database_url).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open the database {}: {e}",
+                crate::config::mask_url_password(&settings.database_url)
+            )
+        })?;
+        let keyring = Arc::new(Keyring::open(store.clone(), master).await?);
+        let http = match self.http {
+            Some(h) => h,
+            None => default_http_client()?,
+        };
+        let validator = LaunchValidator::new(
+            JwksCache::new(http.clone(), JwksCachePolicy::default()),
+            settings.clock_skew_secs,
+        );
+        let adapters = Arc::new(Adapters {
+            lti: Arc::new(LtiAdapter::new(http, keyring.clone())),
+        });
+        let worker = Worker::new(store.clone(), adapters, self.worker);
+        let app = App(Arc::new(Inner {
+            launch_url: settings.public("lti/launch"),
+            base_url: settings.public(""),
+            store,
+            keyring,
+            validator,
+            wake_worker: worker.waker(),
+            settings,
+        }));
+        Ok(Running { app, worker })
+    }
+}
+
+/// The client for platform calls: bounded timeouts, no redirects to follow blindly.
+pub fn default_http_client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .user_agent(concat!("lmsbridge/", env!("CARGO_PKG_VERSION")))
+        .build()?)
+}
+
+impl App {
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.0.keyring
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.0
+    }
+
+    /// Background upkeep: reload keys (rotation by another instance), sweep expired states.
+    pub async fn maintain(self, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            if let Err(e) = self.0.keyring.reload().await {
+                tracing::error!(error = %e, "reloading tool keys failed");
+            }
+            match self.0.store.sweep_expired().await {
+                Ok(n) if n > 0 => {
+                    tracing::debug!(removed = n, "swept expired login states and codes")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "sweeping expired rows failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Typed settings. Loading (file, environment, flags) is the CLI's job; this is the shape.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use url::Url;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Everything `serve` needs to run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The externally visible base URL (redirect URIs, JWKS URL, launch URL).
+    pub public_url: Url,
+    /// `sqlite:…` or `postgres://…`.
+    pub database_url: String,
+    /// Where the SQLite database and the generated master key file live.
+    pub data_dir: PathBuf,
+    /// Base64 of 32 bytes; when absent a key file in `data_dir` is used (created on first start).
+    #[serde(default)]
+    pub master_key: Option<String>,
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// Allowed clock difference with platforms, seconds.
+    pub clock_skew_secs: i64,
+    /// How long a login may take before its state expires, seconds.
+    pub login_state_ttl_secs: i64,
+    /// How long a handoff code stays redeemable, seconds.
+    pub handoff_ttl_secs: i64,
+    /// Run the passback worker inside `serve`.
+    pub run_worker: bool,
+    /// How long a new tool key is published before it signs, seconds.
+    pub key_publish_lead_secs: i64,
+    /// How long a replaced key stays published after the new one starts signing, seconds.
+    pub key_grace_secs: i64,
+}
+
+impl Settings {
+    /// Defaults for a listen address; the public URL and database follow from it.
+    pub fn defaults_for(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        let public_url = Url::parse(&format!("http://{listen}/"))
+            .unwrap_or_else(|_| Url::parse("http://127.0.0.1:8080/").expect("static URL parses"));
+        Self {
+            listen,
+            public_url,
+            database_url: sqlite_url(&data_dir),
+            data_dir,
+            master_key: None,
+            log_format: LogFormat::Text,
+            clock_skew_secs: 60,
+            login_state_ttl_secs: 600,
+            handoff_ttl_secs: 60,
+            run_worker: true,
+            key_publish_lead_secs: 3600,
+            key_grace_secs: 24 * 3600,
+        }
+    }
+
+    /// A URL under the public base (`path` without a leading slash).
+    pub fn public(&self, path: &str) -> Url {
+        let mut base = self.public_url.clone();
+        if !base.path().ends_with('/') {
+            let p = format!("{}/", base.path());
+            base.set_path(&p);
+        }
+        base.join(path).unwrap_or(base)
+    }
+
+    /// The settings as `config print` shows them: secrets masked.
+    pub fn redacted(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(obj) = v.as_object_mut() {
+            if self.master_key.is_some() {
+                obj.insert("master_key".into(), "[redacted]".into());
+            }
+            obj.insert(
+                "database_url".into(),
+                mask_url_password(&self.database_url).into(),
+            );
+        }
+        v
+    }
+}
+
+/// The default database: a SQLite file in the data directory.
+pub fn sqlite_url(data_dir: &std::path::Path) -> String {
+    format!("sqlite://{}", data_dir.join("lmsbridge.db").display())
+}
+
+/// Replaces a password in a database URL with `***`.
+pub fn mask_url_password(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked() {
+        let mut s = Settings::defaults_for("127.0.0.1:8080".parse().unwrap(), "/tmp/x".into());
+        s.master_key = Some("c2VjcmV0".into());
+        s.database_url = "postgres://app:hunter2@db/lmsbridge".into();
+        let shown = s.redacted().to_string();
+        assert!(!shown.contains("hunter2"));
+        assert!(!shown.contains("c2VjcmV0"));
+        assert!(shown.contains("[redacted]"));
+        assert_eq!(
+            s.public("lti/launch").as_str(),
+            "http://127.0.0.1:8080/lti/launch"
+        );
+        s.public_url = Url::parse("https://tools.example/bridge").unwrap();
+        assert_eq!(
+            s.public("lti/launch").as_str(),
+            "https://tools.example/bridge/lti/launch"
+        );
+    }
+}

@@ -1,0 +1,170 @@
+//! The product API: redeem launches, queue scores, read their state.
+
+use super::error::ApiError;
+use crate::App;
+use axum::Json;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header, request::Parts};
+use axum::response::{IntoResponse, Response};
+use domain::{
+    ActivityProgress, Actor, GradeTargetId, GradingProgress, NewScore, PersonId, ScoreId,
+};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use store::crypto::sha256_hex;
+use store::{EnqueueOutcome, ScoreRequest, TenantScope};
+
+/// The tenant named by the request's API key.
+pub struct TenantApiKey(pub TenantScope);
+
+impl FromRequestParts<App> for TenantApiKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or(ApiError::Unauthorized)?;
+        app.store()
+            .authenticate_api_key(presented)
+            .await?
+            .map(Self)
+            .ok_or(ApiError::Unauthorized)
+    }
+}
+
+/// JSON bodies whose rejections speak our error format.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Json::<T>::from_request(req, state)
+            .await
+            .map(|Json(v)| Self(v))
+            .map_err(|e| ApiError::Invalid(e.body_text()))
+    }
+}
+
+#[derive(Deserialize)]
+pub struct RedeemBody {
+    code: String,
+}
+
+/// `POST /api/v1/launches/redeem`: the one-time code from the launch redirect, for the
+/// normalised launch.
+pub async fn redeem(
+    State(app): State<App>,
+    TenantApiKey(scope): TenantApiKey,
+    ApiJson(body): ApiJson<RedeemBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    app.store()
+        .tenant(&scope)
+        .redeem_handoff(&sha256_hex(body.code.as_bytes()))
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound("code_invalid_or_used"))
+}
+
+/// A score as the product submits it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreBody {
+    grade_target_id: GradeTargetId,
+    person_id: PersonId,
+    #[serde(default)]
+    score_given: Option<f64>,
+    #[serde(default)]
+    score_maximum: Option<f64>,
+    #[serde(default)]
+    comment: Option<String>,
+    #[serde(default)]
+    activity_progress: ActivityProgress,
+    #[serde(default)]
+    grading_progress: GradingProgress,
+    actor: Actor,
+}
+
+const MAX_IDEMPOTENCY_KEY: usize = 200;
+
+/// `POST /api/v1/scores`: queue a score. Answers 202 once the score and its audit entry are
+/// committed; the worker delivers it.
+pub async fn submit_score(
+    State(app): State<App>,
+    TenantApiKey(scope): TenantApiKey,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<ScoreBody>,
+) -> Result<Response, ApiError> {
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY)
+                .ok_or_else(|| {
+                    ApiError::Invalid(
+                        "Idempotency-Key must be 1 to 200 visible ASCII characters".into(),
+                    )
+                })?
+                .to_owned(),
+        ),
+    };
+    // The body re-serialised from its parsed form: the same request hashes the same
+    // whatever its whitespace or key order.
+    let canonical = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.into()))?;
+    let score = NewScore {
+        grade_target_id: body.grade_target_id,
+        person_id: body.person_id,
+        score_given: body.score_given,
+        score_maximum: body.score_maximum,
+        comment: body.comment,
+        activity_progress: body.activity_progress,
+        grading_progress: body.grading_progress,
+        actor: body.actor,
+    };
+    score
+        .validate()
+        .map_err(|e| ApiError::Invalid(e.to_string()))?;
+    let outcome = app
+        .store()
+        .tenant(&scope)
+        .enqueue_score(&ScoreRequest {
+            score,
+            idempotency_key: key,
+            request_hash: sha256_hex(&canonical),
+        })
+        .await
+        .map_err(|e| match e {
+            store::StoreError::NotFound => ApiError::NotFound("grade_target_or_person_unknown"),
+            other => other.into(),
+        })?;
+    let record = match outcome {
+        EnqueueOutcome::Created(r) => {
+            app.inner().wake_worker.notify_one();
+            r
+        }
+        EnqueueOutcome::Replayed(r) => r,
+    };
+    Ok((StatusCode::ACCEPTED, Json(record)).into_response())
+}
+
+/// `GET /api/v1/scores/{id}`: a score's delivery state and attempts.
+pub async fn get_score(
+    State(app): State<App>,
+    TenantApiKey(scope): TenantApiKey,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id: ScoreId = id.parse().map_err(|_| ApiError::NotFound("not_found"))?;
+    let tenant = app.store().tenant(&scope);
+    let record = tenant
+        .score(id)
+        .await?
+        .ok_or(ApiError::NotFound("not_found"))?;
+    let attempts = tenant.score_attempts(id).await?;
+    let mut v = serde_json::to_value(record).map_err(|e| ApiError::Internal(e.into()))?;
+    v["attempt_log"] = serde_json::to_value(attempts).map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(Json(v))
+}

@@ -1,0 +1,367 @@
+//! OIDC login initiation and the launch (LTI Core §4, Security Framework §5.1).
+
+use super::error::LaunchFailure;
+use super::html::{Markup, page};
+use crate::App;
+use adapters::lti_roles;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Form, extract::Query};
+use domain::PlatformId;
+use lti::LaunchExpectations;
+use lti::login::{AuthRequest, LoginInitiation};
+use serde::Deserialize;
+use store::crypto::{constant_time_eq, random_token, sha256_hex};
+use store::{
+    LaunchContext, LaunchPerson, LoginState, NewLaunch, PlatformRegistration, StoreError,
+    now_micros,
+};
+use url::Url;
+
+const STATE_COOKIE_PREFIX: &str = "lmsb_state_";
+
+/// The login initiation parameters, from a GET query or a POST form.
+pub struct LoginParams(LoginInitiation);
+
+impl<S: Send + Sync> FromRequest<S> for LoginParams {
+    type Rejection = LaunchFailure;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bad = |e: String| LaunchFailure::BadRequest("login_request_malformed", e);
+        if req.method() == Method::POST {
+            let Form(p) = Form::<LoginInitiation>::from_request(req, state)
+                .await
+                .map_err(|e| bad(e.body_text()))?;
+            Ok(Self(p))
+        } else {
+            let Query(p) = Query::<LoginInitiation>::from_request(req, state)
+                .await
+                .map_err(|e| bad(e.body_text()))?;
+            Ok(Self(p))
+        }
+    }
+}
+
+/// `GET|POST /lti/login`: the registration is found by (iss, client_id).
+pub async fn login(
+    State(app): State<App>,
+    LoginParams(p): LoginParams,
+) -> Result<Response, LaunchFailure> {
+    let iss = required(&p.iss, "iss")?;
+    let found = app
+        .store()
+        .find_platforms(iss, p.client_id.as_deref())
+        .await
+        .map_err(|e| LaunchFailure::Internal(e.into()))?;
+    let registration = match found.len() {
+        0 => return Err(LaunchFailure::UnknownRegistration),
+        1 => found
+            .into_iter()
+            .next()
+            .ok_or(LaunchFailure::UnknownRegistration)?,
+        _ => return Err(LaunchFailure::AmbiguousRegistration),
+    };
+    begin(&app, &p, registration).await
+}
+
+/// `GET|POST /lti/login/{registration}`: for platforms that do not send `client_id`.
+pub async fn login_for(
+    State(app): State<App>,
+    Path(registration): Path<String>,
+    LoginParams(p): LoginParams,
+) -> Result<Response, LaunchFailure> {
+    let id: PlatformId = registration
+        .parse()
+        .map_err(|_| LaunchFailure::UnknownRegistration)?;
+    let registration = app
+        .store()
+        .platform_registration(id)
+        .await
+        .map_err(|e| LaunchFailure::Internal(e.into()))?
+        .ok_or(LaunchFailure::UnknownRegistration)?;
+    let iss = required(&p.iss, "iss")?;
+    // The URL names the registration; the request must still agree with it.
+    if iss != registration.platform.issuer
+        || p.client_id
+            .as_deref()
+            .is_some_and(|c| c != registration.platform.client_id)
+    {
+        return Err(LaunchFailure::UnknownRegistration);
+    }
+    begin(&app, &p, registration).await
+}
+
+fn required<'a>(v: &'a Option<String>, name: &'static str) -> Result<&'a str, LaunchFailure> {
+    v.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| {
+        LaunchFailure::BadRequest("login_parameter_missing", format!("{name} is missing"))
+    })
+}
+
+/// Stores state and nonce, binds the state to the browser, redirects to the platform.
+async fn begin(
+    app: &App,
+    p: &LoginInitiation,
+    registration: PlatformRegistration,
+) -> Result<Response, LaunchFailure> {
+    let login_hint = required(&p.login_hint, "login_hint")?;
+    let target = required(&p.target_link_uri, "target_link_uri")?;
+    let target_url = Url::parse(target)
+        .map_err(|_| LaunchFailure::BadRequest("target_link_uri_invalid", "not a URL".into()))?;
+    if !belongs_to_tool(&app.inner().base_url, &target_url) {
+        return Err(LaunchFailure::ForeignTarget);
+    }
+    let state = random_token(32);
+    let nonce = random_token(32);
+    let settings = app.settings();
+    let state_hash = sha256_hex(state.as_bytes());
+    app.store()
+        .save_login_state(
+            &state_hash,
+            &LoginState {
+                platform_id: registration.platform.id,
+                nonce: nonce.clone(),
+                target_link_uri: target.to_owned(),
+                expires_at: now_micros() + settings.login_state_ttl_secs * 1_000_000,
+            },
+        )
+        .await
+        .map_err(|e| LaunchFailure::Internal(e.into()))?;
+    let url = AuthRequest {
+        auth_url: &registration.platform.auth_url,
+        client_id: &registration.platform.client_id,
+        redirect_uri: &app.inner().launch_url,
+        login_hint,
+        lti_message_hint: p.lti_message_hint.as_deref(),
+        state: &state,
+        nonce: &nonce,
+    }
+    .to_url();
+    let mut resp = Redirect::to(url.as_str()).into_response();
+    let cookie = state_cookie(app, &state_hash, &state, settings.login_state_ttl_secs);
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    Ok(resp)
+}
+
+/// True when `target` is under this tool's public base URL (same origin and path prefix).
+fn belongs_to_tool(base: &Url, target: &Url) -> bool {
+    target.origin() == base.origin() && target.path().starts_with(base.path())
+}
+
+/// The cookie that binds a login state to this browser. `SameSite=None; Secure` (and
+/// `Partitioned`, for browsers that partition third-party cookies) is what an LMS iframe
+/// needs; plain-http development setups get `SameSite=Lax`, since browsers drop insecure
+/// `SameSite=None` cookies.
+fn state_cookie(app: &App, state_hash: &str, value: &str, max_age: i64) -> String {
+    let name = format!("{STATE_COOKIE_PREFIX}{}", &state_hash[..16]);
+    let secure = app.settings().public_url.scheme() == "https";
+    let attrs = if secure {
+        "SameSite=None; Secure; Partitioned"
+    } else {
+        "SameSite=Lax"
+    };
+    let path = app.inner().launch_url.path();
+    format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; {attrs}")
+}
+
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The form a platform posts to the launch URL.
+#[derive(Debug, Deserialize)]
+pub struct LaunchForm {
+    id_token: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// `POST /lti/launch`.
+pub async fn launch(
+    State(app): State<App>,
+    headers: HeaderMap,
+    form: Result<Form<LaunchForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, LaunchFailure> {
+    let Form(form) =
+        form.map_err(|e| LaunchFailure::BadRequest("launch_request_malformed", e.body_text()))?;
+    if let Some(error) = &form.error {
+        return Err(LaunchFailure::PlatformError(format!(
+            "{error}: {}",
+            form.error_description.as_deref().unwrap_or("")
+        )));
+    }
+    let state = required(&form.state, "state")?;
+    let id_token = required(&form.id_token, "id_token")?;
+    let state_hash = sha256_hex(state.as_bytes());
+    let login = app
+        .store()
+        .take_login_state(&state_hash)
+        .await
+        .map_err(|e| LaunchFailure::Internal(e.into()))?
+        .ok_or(LaunchFailure::StateUnknown)?;
+    let cookie_name = format!("{STATE_COOKIE_PREFIX}{}", &state_hash[..16]);
+    match cookie_value(&headers, &cookie_name) {
+        Some(v) if constant_time_eq(v.as_bytes(), state.as_bytes()) => {}
+        _ => return Err(LaunchFailure::StateNotBound),
+    }
+    let registration = app
+        .store()
+        .platform_registration(login.platform_id)
+        .await
+        .map_err(|e| LaunchFailure::Internal(e.into()))?
+        .ok_or(LaunchFailure::UnknownRegistration)?;
+    let platform = &registration.platform;
+    let now = now_micros() / 1_000_000;
+    let claims = app
+        .inner()
+        .validator
+        .validate(
+            id_token,
+            &LaunchExpectations {
+                issuer: &platform.issuer,
+                client_id: &platform.client_id,
+                jwks_url: &platform.jwks_url,
+                nonce: &login.nonce,
+                now,
+            },
+        )
+        .await
+        .map_err(LaunchFailure::Token)?;
+    if claims.target_link_uri.as_deref() != Some(login.target_link_uri.as_str()) {
+        return Err(LaunchFailure::Token(
+            lti::LaunchError::TargetLinkUriMismatch,
+        ));
+    }
+
+    let code = random_token(32);
+    let settings = app.settings();
+    let skew = settings.clock_skew_secs;
+    let roles = lti_roles(&claims.roles);
+    let launch = NewLaunch {
+        platform_id: platform.id,
+        deployment_id: claims.deployment_id.clone(),
+        nonce: claims.nonce.clone(),
+        // Kept at least as long as the token could still be presented.
+        nonce_expires_at: (claims.exp.max(now) + 2 * skew) * 1_000_000,
+        message_type: claims.message_type.clone(),
+        person: claims.sub.as_ref().map(|sub| LaunchPerson {
+            platform_user_id: sub.clone(),
+            name: claims.name.clone(),
+            given_name: claims.given_name.clone(),
+            family_name: claims.family_name.clone(),
+            email: claims.email.clone(),
+        }),
+        roles: roles.clone(),
+        context: claims.context.as_ref().map(|c| LaunchContext {
+            platform_context_id: c.id.clone(),
+            title: c.title.clone(),
+            label: c.label.clone(),
+            lineitems_url: claims.ags.as_ref().and_then(|a| a.lineitems.clone()),
+            memberships_url: claims
+                .nrps
+                .as_ref()
+                .map(|n| n.context_memberships_url.clone()),
+        }),
+        resource: claims
+            .resource_link
+            .as_ref()
+            .map(|r| (r.id.clone(), r.title.clone())),
+        line_item: claims
+            .ags
+            .as_ref()
+            .and_then(|a| a.lineitem.clone())
+            .map(|url| {
+                (
+                    url,
+                    claims.resource_link.as_ref().and_then(|r| r.title.clone()),
+                )
+            }),
+        extras: serde_json::json!({
+            "custom": claims.custom,
+            "launch_presentation": claims.launch_presentation,
+            "tool_platform": claims.tool_platform,
+            "platform_kind": platform.kind,
+            "issuer": platform.issuer,
+        }),
+        handoff_code_hash: sha256_hex(code.as_bytes()),
+        handoff_expires_at: now_micros() + settings.handoff_ttl_secs * 1_000_000,
+    };
+    let recorded = app
+        .store()
+        .tenant(&registration.scope)
+        .record_launch(&launch)
+        .await
+        .map_err(|e| match e {
+            StoreError::UnknownDeployment => {
+                LaunchFailure::Token(lti::LaunchError::UnknownDeployment)
+            }
+            StoreError::Conflict("nonce already used") => LaunchFailure::NonceReplayed,
+            other => LaunchFailure::Internal(other.into()),
+        })?;
+    tracing::info!(
+        launch = %recorded.launch_id,
+        platform = %platform.id,
+        tenant = %registration.scope.tenant_id(),
+        "launch accepted"
+    );
+    let tenant = app
+        .store()
+        .tenant(&registration.scope)
+        .tenant()
+        .await
+        .map_err(|e| LaunchFailure::Internal(e.into()))?;
+    let clear = format!(
+        "{cookie_name}=; Path={}; Max-Age=0; HttpOnly",
+        app.inner().launch_url.path()
+    );
+    let mut resp = match tenant.launch_url {
+        Some(mut product) => {
+            product.query_pairs_mut().append_pair("code", &code);
+            Redirect::to(product.as_str()).into_response()
+        }
+        None => summary_page(&recorded.summary),
+    };
+    if let Ok(v) = HeaderValue::from_str(&clear) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    Ok(resp)
+}
+
+/// lmsbridge's own launch page for tenants without a product URL: the normalised launch,
+/// for admins checking a registration.
+fn summary_page(summary: &serde_json::Value) -> Response {
+    let s = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "—".into(),
+        other => other.to_string(),
+    };
+    let mut body = Markup::element("h1", "Launch received");
+    body.push(Markup::raw("<p class=\"note\">lmsbridge verified this launch. Set a launch URL on the tenant to hand launches to your product.</p><dl>"));
+    body.push(Markup::row("Platform", &s(&summary["extras"]["issuer"])));
+    body.push(Markup::row(
+        "Platform kind",
+        &s(&summary["extras"]["platform_kind"]),
+    ));
+    body.push(Markup::row("Message", &s(&summary["message_type"])));
+    body.push(Markup::row(
+        "User id",
+        &s(&summary["person"]["platform_user_id"]),
+    ));
+    body.push(Markup::row("Name", &s(&summary["person"]["name"])));
+    body.push(Markup::row("Roles", &s(&summary["roles"])));
+    body.push(Markup::row("Course", &s(&summary["context"]["title"])));
+    body.push(Markup::row("Resource", &s(&summary["resource"]["title"])));
+    body.push(Markup::row("Launch id", &s(&summary["launch_id"])));
+    body.push(Markup::raw("</dl>"));
+    page(StatusCode::OK, "Launch received", body)
+}

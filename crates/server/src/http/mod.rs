@@ -1,0 +1,96 @@
+//! Routes and the middleware every request passes through.
+
+mod api;
+mod error;
+mod html;
+mod lti;
+mod ops;
+
+use crate::App;
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use std::time::Duration;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+/// Largest request body accepted (launch forms with big id_tokens fit easily).
+const BODY_LIMIT: usize = 256 * 1024;
+
+/// Pages are shown inside LMS iframes, so framing is allowed; nothing else is.
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src 'self' data:; form-action *; frame-ancestors *; base-uri 'none'";
+
+/// lmsbridge's routes with its middleware, ready to serve or to nest more routes into.
+pub fn router(app: App) -> Router {
+    let routes = Router::new()
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
+        .route("/.well-known/jwks.json", get(ops::jwks))
+        .route("/lti/login", get(lti::login).post(lti::login))
+        .route(
+            "/lti/login/{registration}",
+            get(lti::login_for).post(lti::login_for),
+        )
+        .route("/lti/launch", post(lti::launch))
+        .route("/api/v1/launches/redeem", post(api::redeem))
+        .route("/api/v1/scores", post(api::submit_score))
+        .route("/api/v1/scores/{id}", get(api::get_score))
+        .with_state(app);
+    with_middleware(routes)
+}
+
+/// The layers every response gets: request ids, logging, limits, security headers, and a
+/// panic turned into a plain 500.
+pub fn with_middleware(routes: Router) -> Router {
+    let x_request_id = HeaderName::from_static("x-request-id");
+    routes
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| panic_response()))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                // The path only: query strings can carry handoff codes and hints.
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+}
+
+fn panic_response() -> Response {
+    tracing::error!("a request handler panicked");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        axum::Json(serde_json::json!({"error": "internal", "message": "something went wrong"})),
+    )
+        .into_response()
+}

@@ -1,0 +1,14 @@
+//! The lmsbridge HTTP server: LTI endpoints, the product API, operational endpoints.
+//!
+//! Handlers are thin: they parse, call the store and the protocol crates, and render. The
+//! [`App`] is assembled once at start-up and shared as router state.
+
+mod app;
+pub mod config;
+mod http;
+pub mod keyring;
+pub mod master_key;
+
+pub use app::{App, AppBuilder, Running};
+pub use config::{LogFormat, Settings};
+pub use http::router;

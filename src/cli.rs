@@ -1,0 +1,611 @@
+//! Command-line interface.
+
+use crate::settings::{DbFlags, SettingsFlags, load};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use domain::{Actor, PlatformId, PlatformKind, TenantId};
+use serde_json::json;
+use server::{AppBuilder, Settings};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use store::{NewPlatform, Store};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use url::Url;
+
+/// lmsbridge: one small API for your product; LTI 1.3 / LTI Advantage, Google Classroom and
+/// Moodle towards the schools' learning platforms.
+#[derive(Debug, Parser)]
+#[command(name = "lmsbridge", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// TOML settings file (environment variables and flags override it)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (HTTP server and passback worker)
+    Serve {
+        #[command(flatten)]
+        flags: SettingsFlags,
+        /// Do not run the passback worker in this process (run `lmsbridge worker` elsewhere)
+        #[arg(long)]
+        no_worker: bool,
+    },
+    /// Run only the passback worker
+    Worker {
+        #[command(flatten)]
+        db: DbFlags,
+    },
+    /// Run the gateway with a simulated LMS and a sample product, all pre-registered
+    Demo {
+        #[command(flatten)]
+        flags: SettingsFlags,
+    },
+    /// Apply database migrations and exit
+    Migrate {
+        #[command(flatten)]
+        db: DbFlags,
+    },
+    /// Show configuration
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Manage tenants
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Manage platform registrations
+    Platform {
+        #[command(subcommand)]
+        command: PlatformCommand,
+    },
+    /// Manage LTI deployments of a platform
+    Deployment {
+        #[command(subcommand)]
+        command: DeploymentCommand,
+    },
+    /// Manage the tool's signing keys
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Check the audit log
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective settings, secrets masked
+    Print {
+        #[command(flatten)]
+        flags: SettingsFlags,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant and print its id and API key (shown once)
+    Create {
+        /// Display name
+        #[arg(long)]
+        name: String,
+        /// The product page that receives launches (omit to use lmsbridge's launch summary page)
+        #[arg(long)]
+        launch_url: Option<Url>,
+        #[command(flatten)]
+        db: DbFlags,
+    },
+    /// List tenants
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbFlags,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlatformCommand {
+    /// Register an LMS (an LTI 1.3 registration: issuer + client_id)
+    Add {
+        #[arg(long)]
+        tenant: TenantId,
+        /// canvas, moodle or lti
+        #[arg(long)]
+        kind: PlatformKind,
+        /// The platform's issuer (iss), exactly as it sends it
+        #[arg(long)]
+        issuer: String,
+        #[arg(long)]
+        client_id: String,
+        /// OIDC authentication endpoint
+        #[arg(long)]
+        auth_url: Url,
+        /// OAuth 2.0 token endpoint
+        #[arg(long)]
+        token_url: Url,
+        /// The platform's JWKS URL
+        #[arg(long)]
+        jwks_url: Url,
+        /// `aud` for client assertions, when the platform wants something other than the token URL
+        #[arg(long)]
+        token_audience: Option<String>,
+        /// Deployment ids to accept (repeatable)
+        #[arg(long = "deployment-id")]
+        deployment_ids: Vec<String>,
+        #[command(flatten)]
+        db: DbFlags,
+    },
+    /// List a tenant's platforms
+    List {
+        #[arg(long)]
+        tenant: TenantId,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbFlags,
+    },
+    /// Show one platform with its deployments and the URLs to give the LMS
+    Show {
+        #[arg(long)]
+        tenant: TenantId,
+        #[arg(long)]
+        platform: PlatformId,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        flags: SettingsFlags,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeploymentCommand {
+    /// Accept launches from another deployment of a platform
+    Add {
+        #[arg(long)]
+        tenant: TenantId,
+        #[arg(long)]
+        platform: PlatformId,
+        #[arg(long)]
+        deployment_id: String,
+        #[command(flatten)]
+        db: DbFlags,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List the tool keys and their status
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbFlags,
+    },
+    /// Add a new key: published now, signing after --publish-lead, old keys retired --grace later
+    Rotate {
+        /// Seconds the new key is published before it signs [default: setting key_publish_lead_secs]
+        #[arg(long)]
+        publish_lead: Option<i64>,
+        /// Seconds old keys stay published after the new key starts signing [default: setting key_grace_secs]
+        #[arg(long)]
+        grace: Option<i64>,
+        #[command(flatten)]
+        db: DbFlags,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify the hash chains (all, or one tenant's)
+    Verify {
+        #[arg(long)]
+        tenant: Option<TenantId>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbFlags,
+    },
+}
+
+/// Parses arguments, runs the command, and turns errors into a message and exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.config.as_deref();
+    match cli.command {
+        Command::Serve { flags, no_worker } => {
+            let mut settings = load(config, &flags)?;
+            settings.run_worker &= !no_worker;
+            serve(settings).await
+        }
+        Command::Worker { db } => worker(load(config, &(&db).into())?).await,
+        Command::Demo { flags } => crate::demo::run(load(config, &flags)?).await,
+        Command::Migrate { db } => {
+            let settings = load(config, &(&db).into())?;
+            open_store(&settings).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Config {
+            command: ConfigCommand::Print { flags },
+        } => {
+            let settings = load(config, &flags)?;
+            println!("{}", serde_json::to_string_pretty(&settings.redacted())?);
+            Ok(())
+        }
+        Command::Tenant { command } => tenant(config, command).await,
+        Command::Platform { command } => platform(config, command).await,
+        Command::Deployment {
+            command:
+                DeploymentCommand::Add {
+                    tenant,
+                    platform,
+                    deployment_id,
+                    db,
+                },
+        } => {
+            let store = open_store(&load(config, &(&db).into())?).await?;
+            let scope = tenant_scope(&store, tenant).await?;
+            let d = store
+                .tenant(&scope)
+                .add_deployment(platform, &deployment_id, &operator())
+                .await
+                .context("adding the deployment")?;
+            print_json(
+                &json!({"id": d.id, "platform_id": d.platform_id, "deployment_id": d.deployment_id}),
+            )
+        }
+        Command::Keys { command } => keys(config, command).await,
+        Command::Audit {
+            command: AuditCommand::Verify { tenant, json, db },
+        } => {
+            let store = open_store(&load(config, &(&db).into())?).await?;
+            let chain = tenant.map(|t| t.to_string());
+            let reports = store.verify_audit(chain.as_deref()).await?;
+            let broken = reports.iter().filter(|r| !r.is_intact()).count();
+            if json {
+                print_json(&reports)?;
+            } else {
+                for r in &reports {
+                    match &r.broken_at {
+                        None => println!("{}: intact ({} entries)", r.chain, r.entries),
+                        Some((seq, why)) => println!("{}: BROKEN at entry {seq}: {why}", r.chain),
+                    }
+                }
+            }
+            anyhow::ensure!(broken == 0, "{broken} audit chain(s) failed verification");
+            Ok(())
+        }
+    }
+}
+
+/// The actor recorded for changes made from the command line.
+fn operator() -> Actor {
+    Actor::system(format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "operator".into())
+    ))
+}
+
+async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    if settings.database_url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
+    }
+    Store::open(&settings.database_url).await.with_context(|| {
+        format!(
+            "opening the database {}",
+            server::config::mask_url_password(&settings.database_url)
+        )
+    })
+}
+
+async fn tenant_scope(store: &Store, id: TenantId) -> anyhow::Result<store::TenantScope> {
+    store.tenant_scope(id).await.map_err(|e| match e {
+        store::StoreError::NotFound => anyhow::anyhow!("no tenant with id {id}"),
+        other => other.into(),
+    })
+}
+
+fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+async fn tenant(config: Option<&std::path::Path>, command: TenantCommand) -> anyhow::Result<()> {
+    match command {
+        TenantCommand::Create {
+            name,
+            launch_url,
+            db,
+        } => {
+            let store = open_store(&load(config, &(&db).into())?).await?;
+            let (tenant, key) = store
+                .create_tenant(&name, launch_url.as_ref(), &operator())
+                .await
+                .context("creating the tenant")?;
+            print_json(&json!({"id": tenant.id, "name": tenant.name, "api_key": key.secret()}))
+        }
+        TenantCommand::List { json, db } => {
+            let store = open_store(&load(config, &(&db).into())?).await?;
+            let tenants = store.list_tenants().await?;
+            if json {
+                return print_json(&tenants);
+            }
+            for t in tenants {
+                println!(
+                    "{}  {}  {}",
+                    t.id,
+                    t.name,
+                    t.launch_url
+                        .map_or_else(|| "(launch summary page)".into(), |u| u.to_string())
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn platform(
+    config: Option<&std::path::Path>,
+    command: PlatformCommand,
+) -> anyhow::Result<()> {
+    match command {
+        PlatformCommand::Add {
+            tenant,
+            kind,
+            issuer,
+            client_id,
+            auth_url,
+            token_url,
+            jwks_url,
+            token_audience,
+            deployment_ids,
+            db,
+        } => {
+            anyhow::ensure!(
+                kind.speaks_lti(),
+                "platform add registers LTI 1.3 platforms (canvas, moodle, lti)"
+            );
+            let store = open_store(&load(config, &(&db).into())?).await?;
+            let scope = tenant_scope(&store, tenant).await?;
+            let p = store
+                .tenant(&scope)
+                .add_platform(
+                    &NewPlatform {
+                        kind,
+                        issuer,
+                        client_id,
+                        auth_url,
+                        token_url,
+                        jwks_url,
+                        token_audience,
+                        deployment_ids,
+                    },
+                    &operator(),
+                )
+                .await
+                .context("registering the platform")?;
+            print_json(&json!({"id": p.id}))
+        }
+        PlatformCommand::List { tenant, json, db } => {
+            let store = open_store(&load(config, &(&db).into())?).await?;
+            let scope = tenant_scope(&store, tenant).await?;
+            let platforms = store.tenant(&scope).list_platforms().await?;
+            if json {
+                return print_json(&platforms);
+            }
+            for p in platforms {
+                println!(
+                    "{}  {:<7} {}  client_id={}",
+                    p.id, p.kind, p.issuer, p.client_id
+                );
+            }
+            Ok(())
+        }
+        PlatformCommand::Show {
+            tenant,
+            platform,
+            json,
+            flags,
+        } => {
+            let settings = load(config, &flags)?;
+            let store = open_store(&settings).await?;
+            let scope = tenant_scope(&store, tenant).await?;
+            let t = store.tenant(&scope);
+            let p = t.platform(platform).await.map_err(|e| match e {
+                store::StoreError::NotFound => {
+                    anyhow::anyhow!("tenant {tenant} has no platform {platform}")
+                }
+                other => other.into(),
+            })?;
+            let deployments = t.deployments(platform).await?;
+            let tool = json!({
+                "login_url": settings.public("lti/login"),
+                "login_url_for_this_registration": settings.public(&format!("lti/login/{}", p.id)),
+                "launch_url": settings.public("lti/launch"),
+                "jwks_url": settings.public(".well-known/jwks.json"),
+            });
+            let out = json!({"platform": p, "deployments": deployments, "tool": tool});
+            if json {
+                return print_json(&out);
+            }
+            println!(
+                "{} ({}) issuer={} client_id={}",
+                p.id, p.kind, p.issuer, p.client_id
+            );
+            println!(
+                "  auth:  {}\n  token: {}\n  jwks:  {}",
+                p.auth_url, p.token_url, p.jwks_url
+            );
+            for d in deployments {
+                println!("  deployment {}", d.deployment_id);
+            }
+            println!(
+                "Give the LMS these tool URLs:\n{}",
+                serde_json::to_string_pretty(&tool)?
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn keys(config: Option<&std::path::Path>, command: KeysCommand) -> anyhow::Result<()> {
+    let db = match &command {
+        KeysCommand::List { db, .. } | KeysCommand::Rotate { db, .. } => db,
+    };
+    let settings = load(config, &db.into())?;
+    let master =
+        server::master_key::load_or_create(settings.master_key.as_deref(), &settings.data_dir)?;
+    let store = open_store(&settings).await?;
+    let ring = server::keyring::Keyring::open(store, master).await?;
+    match command {
+        KeysCommand::List { json, .. } => {
+            let statuses = ring.statuses();
+            if json {
+                let v: Vec<_> = statuses
+                    .iter()
+                    .map(|(kid, s, a, r)| json!({"kid": kid, "status": s, "activates_at": a, "retires_at": r}))
+                    .collect();
+                return print_json(&v);
+            }
+            for (kid, status, _, _) in statuses {
+                println!("{kid}  {status:?}");
+            }
+            Ok(())
+        }
+        KeysCommand::Rotate {
+            publish_lead,
+            grace,
+            ..
+        } => {
+            let kid = ring
+                .rotate(
+                    publish_lead.unwrap_or(settings.key_publish_lead_secs),
+                    grace.unwrap_or(settings.key_grace_secs),
+                    &operator(),
+                )
+                .await?;
+            print_json(
+                &json!({"kid": kid, "keys": ring.statuses().iter().map(|(k, s, _, _)| json!({"kid": k, "status": s})).collect::<Vec<_>>()}),
+            )
+        }
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+async fn bind(settings: &Settings) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(settings.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {} (is another process using it?)",
+            settings.listen
+        )
+    })
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    crate::logging::init(settings.log_format);
+    let listener = bind(&settings).await?;
+    let running = AppBuilder::new(settings.clone()).build().await?;
+    let addr = listener.local_addr()?;
+    println!(
+        "lmsbridge serving on http://{addr} (public URL {})",
+        settings.public_url
+    );
+    run_server(
+        listener,
+        running,
+        server::router,
+        settings.run_worker,
+        shutdown_signal(),
+    )
+    .await
+}
+
+/// Serves `router(app)` until a shutdown signal, with the worker and upkeep alongside.
+pub async fn run_server(
+    listener: TcpListener,
+    running: server::Running,
+    router: impl FnOnce(server::App) -> axum::Router,
+    run_worker: bool,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let app = running.app.clone();
+    let worker = run_worker.then(|| tokio::spawn(running.worker.run(stop_rx.clone())));
+    let upkeep = tokio::spawn(app.clone().maintain(stop_rx));
+    axum::serve(listener, router(app.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
+    let _ = stop_tx.send(true);
+    if let Some(w) = worker {
+        // The worker finishes the batch it is sending; its leases cover a hard stop.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(20), w).await;
+    }
+    upkeep.abort();
+    app.store().close().await;
+    Ok(())
+}
+
+async fn worker(settings: Settings) -> anyhow::Result<()> {
+    crate::logging::init(settings.log_format);
+    let running = AppBuilder::new(settings).build().await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(running.worker.run(stop_rx));
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    let _ = task.await;
+    Ok(())
+}

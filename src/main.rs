@@ -1,0 +1,5 @@
+//! The `lmsbridge` command.
+
+fn main() -> std::process::ExitCode {
+    lmsbridge::cli::main()
+}

@@ -1,0 +1,169 @@
+//! Settings from, in rising priority: defaults, a TOML file (`--config`), `LMSBRIDGE_*`
+//! environment variables, and command-line flags.
+
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use server::{LogFormat, Settings};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use url::Url;
+
+/// The settings flags can override. `None` means "not given on the command line".
+#[derive(Debug, Clone, Default, Serialize, Deserialize, clap::Args)]
+pub struct SettingsFlags {
+    /// Address to listen on [env: LMSBRIDGE_LISTEN] [default: 127.0.0.1:8080]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// Externally visible base URL, used in redirect URIs [env: LMSBRIDGE_PUBLIC_URL] [default: http://<listen>/]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<Url>,
+    /// sqlite:… or postgres://… [env: LMSBRIDGE_DATABASE_URL] [default: a SQLite file in the data directory]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    /// Directory for the SQLite database and the master key file [env: LMSBRIDGE_DATA_DIR] [default: ./lmsbridge-data]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Every setting as optional, for layering.
+#[derive(Debug, Default, Deserialize)]
+struct Layered {
+    listen: Option<SocketAddr>,
+    public_url: Option<Url>,
+    database_url: Option<String>,
+    data_dir: Option<PathBuf>,
+    master_key: Option<String>,
+    log_format: Option<LogFormat>,
+    clock_skew_secs: Option<i64>,
+    login_state_ttl_secs: Option<i64>,
+    handoff_ttl_secs: Option<i64>,
+    run_worker: Option<bool>,
+    key_publish_lead_secs: Option<i64>,
+    key_grace_secs: Option<i64>,
+}
+
+const ENV_KEYS: &[&str] = &[
+    "listen",
+    "public_url",
+    "database_url",
+    "data_dir",
+    "master_key",
+    "log_format",
+    "clock_skew_secs",
+    "login_state_ttl_secs",
+    "handoff_ttl_secs",
+    "run_worker",
+    "key_publish_lead_secs",
+    "key_grace_secs",
+];
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// Loads the effective settings.
+pub fn load(config: Option<&Path>, flags: &SettingsFlags) -> anyhow::Result<Settings> {
+    let mut fig = Figment::new();
+    if let Some(path) = config {
+        anyhow::ensure!(
+            path.exists(),
+            "config file {} does not exist",
+            path.display()
+        );
+        fig = fig.merge(Toml::file(path));
+    }
+    let layered: Layered = fig
+        .merge(Env::prefixed("LMSBRIDGE_").only(ENV_KEYS))
+        .merge(Serialized::defaults(flags))
+        .extract()
+        .map_err(|e| anyhow::anyhow!("invalid setting: {e}"))?;
+    let listen = match layered.listen {
+        Some(l) => l,
+        None => DEFAULT_LISTEN.parse().context("default listen address")?,
+    };
+    let data_dir = layered
+        .data_dir
+        .unwrap_or_else(|| PathBuf::from("lmsbridge-data"));
+    let mut s = Settings::defaults_for(listen, data_dir);
+    if let Some(u) = layered.public_url {
+        anyhow::ensure!(
+            matches!(u.scheme(), "http" | "https"),
+            "LMSBRIDGE_PUBLIC_URL must be an http(s) URL"
+        );
+        s.public_url = u;
+    }
+    if let Some(d) = layered.database_url {
+        s.database_url = d;
+    }
+    s.master_key = layered.master_key.filter(|k| !k.is_empty());
+    s.log_format = layered.log_format.unwrap_or_default();
+    s.clock_skew_secs = layered.clock_skew_secs.unwrap_or(s.clock_skew_secs);
+    s.login_state_ttl_secs = layered
+        .login_state_ttl_secs
+        .unwrap_or(s.login_state_ttl_secs);
+    s.handoff_ttl_secs = layered.handoff_ttl_secs.unwrap_or(s.handoff_ttl_secs);
+    s.run_worker = layered.run_worker.unwrap_or(s.run_worker);
+    s.key_publish_lead_secs = layered
+        .key_publish_lead_secs
+        .unwrap_or(s.key_publish_lead_secs);
+    s.key_grace_secs = layered.key_grace_secs.unwrap_or(s.key_grace_secs);
+    anyhow::ensure!(
+        (0..=3600).contains(&s.clock_skew_secs),
+        "clock_skew_secs must be between 0 and 3600"
+    );
+    Ok(s)
+}
+
+/// The flags of commands that only need the database.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DbFlags {
+    /// sqlite:… or postgres://… [env: LMSBRIDGE_DATABASE_URL] [default: a SQLite file in the data directory]
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Directory for the SQLite database and the master key file [env: LMSBRIDGE_DATA_DIR] [default: ./lmsbridge-data]
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl From<&DbFlags> for SettingsFlags {
+    fn from(d: &DbFlags) -> Self {
+        Self {
+            database_url: d.database_url.clone(),
+            data_dir: d.data_dir.clone(),
+            ..Self::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_flags_with_derived_public_url() {
+        let dir = std::env::temp_dir().join(format!("lmsb-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("lmsbridge.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\nclock_skew_secs = 30\n").unwrap();
+        let s = load(Some(&file), &SettingsFlags::default()).unwrap();
+        assert_eq!(s.listen.port(), 9000);
+        assert_eq!(s.public_url.as_str(), "http://127.0.0.1:9000/");
+        assert_eq!(s.clock_skew_secs, 30);
+        let flags = SettingsFlags {
+            listen: Some("127.0.0.1:9100".parse().unwrap()),
+            ..Default::default()
+        };
+        let s = load(Some(&file), &flags).unwrap();
+        assert_eq!(s.listen.port(), 9100, "flags win over the file");
+        assert!(s.database_url.starts_with("sqlite://"));
+        assert!(load(Some(&dir.join("missing.toml")), &flags).is_err());
+        std::fs::write(&file, "clock_skew_secs = 99999\n").unwrap();
+        assert!(load(Some(&file), &SettingsFlags::default()).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
