@@ -81,6 +81,9 @@ pub fn key_statuses(keys: &[StoredToolKey], now: i64) -> Vec<(&StoredToolKey, Ke
         .collect()
 }
 
+/// A `tool_keys` row: kid, sealed key, created, activates, retires.
+type KeyRow = (String, Vec<u8>, i64, i64, Option<i64>);
+
 fn seal_context(kid: &str) -> String {
     format!("tool_key:{kid}")
 }
@@ -88,7 +91,7 @@ fn seal_context(kid: &str) -> String {
 impl Store {
     /// All stored tool keys, decrypted.
     pub async fn tool_keys(&self, master: &MasterKey) -> Result<Vec<StoredToolKey>, StoreError> {
-        let rows: Vec<(String, Vec<u8>, i64, i64, Option<i64>)> = on_db!(&self.db, |pool| {
+        let rows: Vec<KeyRow> = on_db!(&self.db, |pool| {
             sqlx::query_as(
                 "SELECT kid, encrypted_pkcs8, created_at, activates_at, retires_at FROM tool_keys ORDER BY activates_at",
             )

@@ -570,13 +570,12 @@ async fn tool_keys_are_encrypted_at_rest() {
             .await
             .unwrap();
         let keys = store.tool_keys(&master).await.unwrap();
-        assert_eq!(
+        assert!(
             keys.iter()
                 .find(|k| k.kid == "k1")
                 .unwrap()
                 .retires_at
-                .is_some(),
-            true
+                .is_some()
         );
         assert_eq!(
             keys.iter().find(|k| k.kid == "k2").unwrap().retires_at,
