@@ -1,0 +1,18 @@
+//! Test kit for lmsbridge: a simulated LMS and a scripted browser.
+//!
+//! [`SimulatedLms`] is an LTI 1.3 platform with Assignment and Grade Services and Names and
+//! Role Provisioning Services that signs, verifies and checks for real, so that a tool that
+//! works against it has done every step a real platform demands. [`Browser`] walks a launch
+//! through it the way a person's browser would. Integration tests use both over loopback;
+//! the `lmsbridge demo` command mounts the LMS next to the tool.
+
+pub mod browser;
+pub mod html;
+mod platform;
+
+pub use browser::{Browser, BrowserError, Page};
+pub use html::{Form, Link};
+pub use platform::{
+    FaultKind, Faults, GradebookEntry, LmsConfig, LmsError, RecordedScore, RejectReason, SimCourse,
+    SimLineItem, SimResource, SimUser, SimulatedLms, SpawnedLms, Stats, ToolRegistration,
+};
