@@ -52,9 +52,12 @@ impl LtiAdapter {
         F: Fn(AccessToken) -> Fut,
         Fut: Future<Output = Result<T, ServiceError>>,
     {
-        let key = self.keys.signing_key().ok_or_else(|| DeliveryError::Misconfigured {
-            detail: "no tool signing key is available".into(),
-        })?;
+        let key = self
+            .keys
+            .signing_key()
+            .ok_or_else(|| DeliveryError::Misconfigured {
+                detail: "no tool signing key is available".into(),
+            })?;
         let endpoint = TokenEndpoint {
             issuer: platform.issuer.clone(),
             client_id: platform.client_id.clone(),
@@ -171,7 +174,10 @@ impl LmsAdapter for LtiAdapter {
     }
 
     async fn roster_page(&self, request: &RosterRequest) -> Result<RosterPage, DeliveryError> {
-        let url = request.page.clone().unwrap_or_else(|| request.roster_url.clone());
+        let url = request
+            .page
+            .clone()
+            .unwrap_or_else(|| request.roster_url.clone());
         let page = self
             .with_token(
                 &request.platform,

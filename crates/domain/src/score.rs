@@ -153,7 +153,11 @@ impl NewScore {
             None if self.score_given.is_some() => return Err(ScoreInvalid::GivenWithoutMaximum),
             _ => {}
         }
-        if self.comment.as_ref().is_some_and(|c| c.chars().count() > 10_000) {
+        if self
+            .comment
+            .as_ref()
+            .is_some_and(|c| c.chars().count() > 10_000)
+        {
             return Err(ScoreInvalid::CommentTooLong);
         }
         if self.actor.id.is_empty() || self.actor.id.chars().count() > 200 {
@@ -245,7 +249,11 @@ mod tests {
         let mut s = score();
         s.score_given = None;
         s.score_maximum = None;
-        assert_eq!(s.validate(), Ok(()), "a progress-only score carries no numbers");
+        assert_eq!(
+            s.validate(),
+            Ok(()),
+            "a progress-only score carries no numbers"
+        );
     }
 
     #[test]

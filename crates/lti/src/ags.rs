@@ -77,7 +77,10 @@ mod tests {
 
     #[test]
     fn timestamps_carry_microseconds() {
-        assert_eq!(format_timestamp(1_700_000_000_123_456), "2023-11-14T22:13:20.123456Z");
+        assert_eq!(
+            format_timestamp(1_700_000_000_123_456),
+            "2023-11-14T22:13:20.123456Z"
+        );
         assert_eq!(format_timestamp(0), "1970-01-01T00:00:00.000000Z");
     }
 

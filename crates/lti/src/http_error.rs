@@ -118,7 +118,10 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
         let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(30)));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(30))
+        );
         assert_eq!(parse_retry_after("soon", now), None);
     }
 
@@ -137,8 +140,14 @@ mod tests {
             ServiceError::from_parts(400, &h, r#"{"error":"invalid_scope"}"#).kind,
             ServiceErrorKind::InvalidScope
         );
-        assert_eq!(ServiceError::from_parts(502, &h, "").kind, ServiceErrorKind::Transient);
-        assert_eq!(ServiceError::from_parts(422, &h, "").kind, ServiceErrorKind::Rejected);
+        assert_eq!(
+            ServiceError::from_parts(502, &h, "").kind,
+            ServiceErrorKind::Transient
+        );
+        assert_eq!(
+            ServiceError::from_parts(422, &h, "").kind,
+            ServiceErrorKind::Rejected
+        );
         let mut h = http::HeaderMap::new();
         h.insert(http::header::RETRY_AFTER, "3".parse().unwrap());
         let e = ServiceError::from_parts(429, &h, "slow down\n<b>");

@@ -101,9 +101,7 @@ impl JwksCache {
         // Another launch may have refreshed the set while we waited for the lock.
         let current = snapshot(&slot);
         if let Some(c) = &current {
-            let newer = seen
-                .as_ref()
-                .is_none_or(|s| c.fetched_at > s.fetched_at);
+            let newer = seen.as_ref().is_none_or(|s| c.fetched_at > s.fetched_at);
             if newer || c.fetched_at.elapsed() < self.policy.min_refetch {
                 return c
                     .keys
@@ -118,9 +116,7 @@ impl JwksCache {
                 *slot.cached.lock().unwrap_or_else(|e| e.into_inner()) = Some(fetched);
                 found.ok_or_else(|| JwksError::UnknownKid(kid.to_owned()))
             }
-            Err(e) => current
-                .and_then(|c| c.keys.find(kid).cloned())
-                .ok_or(e),
+            Err(e) => current.and_then(|c| c.keys.find(kid).cloned()).ok_or(e),
         }
     }
 
@@ -160,7 +156,10 @@ impl JwksCache {
 }
 
 fn snapshot(slot: &Slot) -> Option<Cached> {
-    slot.cached.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    slot.cached
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
 }
 
 fn max_age(cache_control: &str) -> Option<Duration> {
@@ -169,8 +168,12 @@ fn max_age(cache_control: &str) -> Option<Duration> {
         if d.eq_ignore_ascii_case("no-store") || d.eq_ignore_ascii_case("no-cache") {
             return Some(Duration::ZERO);
         }
-        d.strip_prefix("max-age=")
-            .and_then(|v| v.trim_matches('"').parse().ok())
+        // Directive names are case-insensitive (RFC 9111 §5.2).
+        let (name, value) = d.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("max-age")
+            .then(|| value.trim().trim_matches('"').parse().ok())
+            .flatten()
             .map(Duration::from_secs)
     })
 }
@@ -181,8 +184,12 @@ mod tests {
 
     #[test]
     fn cache_control_max_age() {
-        assert_eq!(max_age("public, max-age=300"), Some(Duration::from_secs(300)));
+        assert_eq!(
+            max_age("public, max-age=300"),
+            Some(Duration::from_secs(300))
+        );
         assert_eq!(max_age("no-store"), Some(Duration::ZERO));
         assert_eq!(max_age("public"), None);
+        assert_eq!(max_age("Public, Max-Age=60"), Some(Duration::from_secs(60)));
     }
 }

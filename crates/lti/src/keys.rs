@@ -55,8 +55,8 @@ impl ToolKey {
         let pem = pem_encode("PRIVATE KEY", der);
         let encoding =
             EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|_| ToolKeyError::Invalid)?;
-        let mut public_jwk =
-            Jwk::from_encoding_key(&encoding, Algorithm::RS256).map_err(|_| ToolKeyError::Invalid)?;
+        let mut public_jwk = Jwk::from_encoding_key(&encoding, Algorithm::RS256)
+            .map_err(|_| ToolKeyError::Invalid)?;
         public_jwk.common.key_id = Some(kid.clone());
         public_jwk.common.public_key_use = Some(PublicKeyUse::Signature);
         public_jwk.common.key_algorithm = Some(KeyAlgorithm::RS256);
@@ -122,7 +122,10 @@ mod tests {
         assert_eq!(obj["kid"], "k1");
         assert_eq!(obj["alg"], "RS256");
         assert_eq!(obj["use"], "sig");
-        assert!(matches!(key.public_jwk().algorithm, AlgorithmParameters::RSA(_)));
+        assert!(matches!(
+            key.public_jwk().algorithm,
+            AlgorithmParameters::RSA(_)
+        ));
         assert!(format!("{key:?}").contains("[redacted]"));
     }
 

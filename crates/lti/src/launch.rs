@@ -100,6 +100,8 @@ pub struct LaunchExpectations<'a> {
     pub jwks_url: &'a Url,
     /// The nonce we put in the authentication request.
     pub nonce: &'a str,
+    /// The `target_link_uri` of the login request this launch answers.
+    pub target_link_uri: &'a str,
     /// Seconds since the epoch, from the caller's clock.
     pub now: i64,
 }
@@ -140,8 +142,9 @@ impl LaunchValidator {
         &self.keys
     }
 
-    /// Runs every check and returns the typed claims. The caller still checks the
-    /// deployment against its registrations and consumes the nonce.
+    /// Runs every check and returns the typed claims. Two checks need the caller's storage
+    /// and are the caller's to make: the deployment is registered (`UnknownDeployment`) and
+    /// the nonce has not been used before.
     pub async fn validate(
         &self,
         id_token: &str,
@@ -246,7 +249,11 @@ fn check_claims(
     if claims.deployment_id.is_empty() {
         return Err(LaunchError::MissingClaim("deployment_id"));
     }
-    if claims.resource_link.as_ref().is_none_or(|r| r.id.is_empty()) {
+    if claims
+        .resource_link
+        .as_ref()
+        .is_none_or(|r| r.id.is_empty())
+    {
         return Err(LaunchError::MissingClaim("resource_link.id"));
     }
     Ok(claims)

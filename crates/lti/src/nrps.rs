@@ -89,7 +89,9 @@ pub fn parse_link_header(value: &str, base: &Url) -> Vec<(Url, String)> {
         };
         let Ok(url) = base.join(target) else { continue };
         for param in part[end + 1..].split(';') {
-            let Some((k, v)) = param.split_once('=') else { continue };
+            let Some((k, v)) = param.split_once('=') else {
+                continue;
+            };
             if k.trim().eq_ignore_ascii_case("rel") {
                 for rel in v.trim().trim_matches('"').split_whitespace() {
                     out.push((url.clone(), rel.to_ascii_lowercase()));
@@ -132,9 +134,15 @@ mod tests {
             &base,
         );
         assert_eq!(links.len(), 2);
-        assert_eq!(links[0].0.as_str(), "https://lms.example/api/members?page=2&x=a,b");
+        assert_eq!(
+            links[0].0.as_str(),
+            "https://lms.example/api/members?page=2&x=a,b"
+        );
         assert_eq!(links[0].1, "next");
-        assert_eq!(links[1].0.as_str(), "https://lms.example/api/members?since=9");
+        assert_eq!(
+            links[1].0.as_str(),
+            "https://lms.example/api/members?since=9"
+        );
         assert_eq!(links[1].1, "differences");
     }
 }

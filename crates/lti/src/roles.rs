@@ -89,7 +89,9 @@ mod tests {
         );
         assert_eq!(normalise("Instructor"), LtiRole::Instructor);
         assert_eq!(
-            normalise("http://purl.imsglobal.org/vocab/lis/v2/membership/Instructor#TeachingAssistant"),
+            normalise(
+                "http://purl.imsglobal.org/vocab/lis/v2/membership/Instructor#TeachingAssistant"
+            ),
             LtiRole::TeachingAssistant
         );
         assert_eq!(
@@ -102,6 +104,9 @@ mod tests {
                 "http://purl.imsglobal.org/vocab/lis/v2/institution/person#Student".into()
             )
         );
-        assert_eq!(normalise(&context_role_uri(&LtiRole::Mentor)), LtiRole::Mentor);
+        assert_eq!(
+            normalise(&context_role_uri(&LtiRole::Mentor)),
+            LtiRole::Mentor
+        );
     }
 }

@@ -22,12 +22,19 @@ impl Default for Backoff {
 
 impl Backoff {
     /// The wait before retry number `attempt` (1 for the first retry).
-    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>, rng: &mut impl Rng) -> Duration {
+    pub fn delay(
+        &self,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        rng: &mut impl Rng,
+    ) -> Duration {
         let exp = self
             .base
             .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(30)))
             .min(self.cap);
-        let jittered = Duration::from_micros(rng.random_range(0..=exp.as_micros().min(u128::from(u64::MAX)) as u64));
+        let jittered = Duration::from_micros(
+            rng.random_range(0..=exp.as_micros().min(u128::from(u64::MAX)) as u64),
+        );
         // A platform's Retry-After is a floor, but never an unbounded one.
         jittered.max(retry_after.unwrap_or_default().min(self.cap))
     }
@@ -48,7 +55,10 @@ mod tests {
             let ceiling = Duration::from_secs(1u64 << (attempt - 1)).min(b.cap);
             for _ in 0..50 {
                 assert!(b.delay(attempt, None, &mut rng) <= ceiling);
-                assert!(b.delay(attempt, Some(Duration::from_secs(7)), &mut rng) >= Duration::from_secs(7));
+                assert!(
+                    b.delay(attempt, Some(Duration::from_secs(7)), &mut rng)
+                        >= Duration::from_secs(7)
+                );
             }
         }
         // An absurd Retry-After is capped.

@@ -2,8 +2,8 @@
 
 use crate::backoff::Backoff;
 use domain::{
-    DeliveryError, GradeTargetLocation, LmsAdapter, PlatformEndpoints, PlatformKind,
-    ScoreDelivery, TargetLocation,
+    DeliveryError, GradeTargetLocation, LmsAdapter, PlatformEndpoints, PlatformKind, ScoreDelivery,
+    TargetLocation,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};

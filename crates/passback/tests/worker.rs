@@ -20,10 +20,14 @@ struct Scripted {
 impl LmsAdapter for Scripted {
     async fn send_score(&self, score: &ScoreDelivery) -> Result<DeliveryReceipt, DeliveryError> {
         self.sent.lock().unwrap().push(score.clone());
-        self.answers.lock().unwrap().pop_front().unwrap_or(Ok(DeliveryReceipt {
-            status: 200,
-            detail: String::new(),
-        }))
+        self.answers
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Ok(DeliveryReceipt {
+                status: 200,
+                detail: String::new(),
+            }))
     }
     async fn roster_page(&self, _: &RosterRequest) -> Result<RosterPage, DeliveryError> {
         unreachable!("not used by the worker")
@@ -74,7 +78,10 @@ async fn enqueue(store: &store::Store, seed: &store::testing::SeededLaunch, give
             comment: Some("well done".into()),
             activity_progress: ActivityProgress::Completed,
             grading_progress: GradingProgress::FullyGraded,
-            actor: Actor { kind: ActorKind::Instructor, id: "t-1".into() },
+            actor: Actor {
+                kind: ActorKind::Instructor,
+                id: "t-1".into(),
+            },
         },
         idempotency_key: None,
         request_hash: given.to_string(),
@@ -89,11 +96,20 @@ async fn retries_transient_failures_then_delivers_with_the_original_values() {
     let base = url::Url::parse("https://lms.example/").unwrap();
     for db in TestDatabase::all().await.unwrap() {
         let store = db.store.clone();
-        let seed = seed_launch(&store, "retry", PlatformKind::Moodle, &base).await.unwrap();
+        let seed = seed_launch(&store, "retry", PlatformKind::Moodle, &base)
+            .await
+            .unwrap();
         let adapter = Arc::new(Scripted::default());
         adapter.answers.lock().unwrap().extend([
-            Err(DeliveryError::Transient { status: Some(502), retry_after: None, detail: "bad gateway".into() }),
-            Err(DeliveryError::RateLimited { retry_after: None, detail: "slow down".into() }),
+            Err(DeliveryError::Transient {
+                status: Some(502),
+                retry_after: None,
+                detail: "bad gateway".into(),
+            }),
+            Err(DeliveryError::RateLimited {
+                retry_after: None,
+                detail: "slow down".into(),
+            }),
         ]);
         let worker = Worker::new(store.clone(), Arc::new(One(adapter.clone())), config(10));
         let id = enqueue(&store, &seed, 7.5).await;
@@ -103,10 +119,21 @@ async fn retries_transient_failures_then_delivers_with_the_original_values() {
         assert_eq!(rec.attempts, 3);
         let sent = adapter.sent.lock().unwrap().clone();
         assert_eq!(sent.len(), 3);
-        assert!(sent.iter().all(|s| s.timestamp_micros == rec.timestamp_micros), "resends keep the timestamp");
+        assert!(
+            sent.iter()
+                .all(|s| s.timestamp_micros == rec.timestamp_micros),
+            "resends keep the timestamp"
+        );
         assert_eq!(sent[0].score_given, Some(7.5));
         assert_eq!(sent[0].platform_user_id, "user-1");
-        let outcomes: Vec<String> = store.tenant(&seed.scope).score_attempts(id).await.unwrap().into_iter().map(|a| a.outcome).collect();
+        let outcomes: Vec<String> = store
+            .tenant(&seed.scope)
+            .score_attempts(id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.outcome)
+            .collect();
         assert_eq!(outcomes, ["retry", "retry", "delivered"]);
         let entries = store.tenant(&seed.scope).audit_entries().await.unwrap();
         assert_eq!(entries.last().unwrap().action, "score.delivered");
@@ -119,16 +146,27 @@ async fn permanent_refusals_and_exhausted_retries_go_dead_with_the_reason() {
     let base = url::Url::parse("https://lms.example/").unwrap();
     for db in TestDatabase::all().await.unwrap() {
         let store = db.store.clone();
-        let seed = seed_launch(&store, "dead", PlatformKind::Moodle, &base).await.unwrap();
+        let seed = seed_launch(&store, "dead", PlatformKind::Moodle, &base)
+            .await
+            .unwrap();
         let adapter = Arc::new(Scripted::default());
-        adapter.answers.lock().unwrap().push_back(Err(DeliveryError::Rejected {
-            status: 422,
-            detail: "User not found in course or is not a student".into(),
-        }));
+        adapter
+            .answers
+            .lock()
+            .unwrap()
+            .push_back(Err(DeliveryError::Rejected {
+                status: 422,
+                detail: "User not found in course or is not a student".into(),
+            }));
         let worker = Worker::new(store.clone(), Arc::new(One(adapter.clone())), config(2));
         let refused = enqueue(&store, &seed, 1.0).await;
         run_until_settled(&worker, &store).await;
-        let rec = store.tenant(&seed.scope).score(refused).await.unwrap().unwrap();
+        let rec = store
+            .tenant(&seed.scope)
+            .score(refused)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(rec.state, ScoreState::Dead);
         assert_eq!(rec.attempts, 1, "a 422 is not retried");
         assert_eq!(rec.last_status, Some(422));
@@ -136,12 +174,25 @@ async fn permanent_refusals_and_exhausted_retries_go_dead_with_the_reason() {
 
         // Two transient failures with max_attempts = 2: dead after the second.
         adapter.answers.lock().unwrap().extend([
-            Err(DeliveryError::Transient { status: Some(500), retry_after: None, detail: "oops".into() }),
-            Err(DeliveryError::Transient { status: Some(500), retry_after: None, detail: "oops".into() }),
+            Err(DeliveryError::Transient {
+                status: Some(500),
+                retry_after: None,
+                detail: "oops".into(),
+            }),
+            Err(DeliveryError::Transient {
+                status: Some(500),
+                retry_after: None,
+                detail: "oops".into(),
+            }),
         ]);
         let exhausted = enqueue(&store, &seed, 2.0).await;
         run_until_settled(&worker, &store).await;
-        let rec = store.tenant(&seed.scope).score(exhausted).await.unwrap().unwrap();
+        let rec = store
+            .tenant(&seed.scope)
+            .score(exhausted)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(rec.state, ScoreState::Dead);
         assert_eq!(rec.attempts, 2);
         assert!(rec.last_error.unwrap().contains("gave up after 2 attempts"));
@@ -154,12 +205,18 @@ async fn retry_after_is_honoured() {
     let base = url::Url::parse("https://lms.example/").unwrap();
     let db = TestDatabase::sqlite().await.unwrap();
     let store = db.store.clone();
-    let seed = seed_launch(&store, "ra", PlatformKind::Moodle, &base).await.unwrap();
+    let seed = seed_launch(&store, "ra", PlatformKind::Moodle, &base)
+        .await
+        .unwrap();
     let adapter = Arc::new(Scripted::default());
-    adapter.answers.lock().unwrap().push_back(Err(DeliveryError::RateLimited {
-        retry_after: Some(Duration::from_secs(2)),
-        detail: "429".into(),
-    }));
+    adapter
+        .answers
+        .lock()
+        .unwrap()
+        .push_back(Err(DeliveryError::RateLimited {
+            retry_after: Some(Duration::from_secs(2)),
+            detail: "429".into(),
+        }));
     let mut cfg = config(10);
     cfg.backoff.cap = Duration::from_secs(60);
     let worker = Worker::new(store.clone(), Arc::new(One(adapter.clone())), cfg);
@@ -168,7 +225,10 @@ async fn retry_after_is_honoured() {
     worker.run_once().await.unwrap();
     let rec = store.tenant(&seed.scope).score(id).await.unwrap().unwrap();
     assert_eq!(rec.state, ScoreState::Retrying);
-    assert!(rec.next_attempt_at.unwrap() >= before + 2_000_000, "next attempt respects Retry-After");
+    assert!(
+        rec.next_attempt_at.unwrap() >= before + 2_000_000,
+        "next attempt respects Retry-After"
+    );
     // Not due yet: a round now sends nothing.
     assert_eq!(worker.run_once().await.unwrap(), 0);
     assert_eq!(adapter.sent.lock().unwrap().len(), 1);

@@ -204,6 +204,7 @@ async fn id_token_verifies_against_the_jwks_and_carries_the_launch_claims() {
         5,
     );
     let jwks_url = s.lms.jwks_url();
+    let target = s.lms.tool().launch_url.to_string();
     let typed = validator
         .validate(
             id_token,
@@ -212,6 +213,7 @@ async fn id_token_verifies_against_the_jwks_and_carries_the_launch_claims() {
                 client_id: CLIENT_ID,
                 jwks_url: &jwks_url,
                 nonce: "nonce-xyz",
+                target_link_uri: &target,
                 now,
             },
         )

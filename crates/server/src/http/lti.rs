@@ -232,6 +232,7 @@ pub async fn launch(
                 client_id: &platform.client_id,
                 jwks_url: &platform.jwks_url,
                 nonce: &login.nonce,
+                target_link_uri: &login.target_link_uri,
                 now,
             },
         )

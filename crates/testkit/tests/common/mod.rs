@@ -278,11 +278,13 @@ async fn tool_launch(State(tool): State<Tool>, headers: HeaderMap, body: Bytes) 
     };
     let jwks_url = tool.lms.jwks_url();
     let issuer = tool.lms.issuer();
+    let target = tool.lms.tool().launch_url.to_string();
     let expect = LaunchExpectations {
         issuer: &issuer,
         client_id: CLIENT_ID,
         jwks_url: &jwks_url,
         nonce: &nonce,
+        target_link_uri: &target,
         now: time::OffsetDateTime::now_utc().unix_timestamp(),
     };
     let claims = match tool.validator.validate(id_token, &expect).await {
