@@ -78,13 +78,7 @@ impl SampleProduct {
     }
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
+use testkit::html::escape as esc;
 
 fn text(v: &serde_json::Value) -> String {
     esc(v.as_str().unwrap_or("—"))

@@ -4,7 +4,7 @@
 //! failed. The verifier is secure by default: RS256 only, `aud` must contain the client id,
 //! the expected nonce is a required argument and the clock is handed in.
 
-use crate::claims::{self, LaunchClaims};
+use crate::claims::{self, LaunchClaims, MessageType};
 use crate::jwks::{JwksCache, JwksError};
 use crate::jwt::{JwsShapeError, inspect_header};
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, KeyAlgorithm};
@@ -12,7 +12,6 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use url::Url;
 
 pub const LTI_VERSION: &str = "1.3.0";
-pub const RESOURCE_LINK_REQUEST: &str = "LtiResourceLinkRequest";
 
 /// Every way a launch can be refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,29 +111,24 @@ pub struct LaunchValidator {
     keys: JwksCache,
     /// Allowed clock difference with the platform, in seconds.
     skew: i64,
+    /// The message types this tool handles; anything else is refused.
+    accepted: Vec<MessageType>,
 }
-
-/// The claims a resource link launch must carry (LTI Core §5.3).
-const REQUIRED_RESOURCE_LINK: &[(&str, &str)] = &[
-    ("iss", "iss"),
-    ("aud", "aud"),
-    ("exp", "exp"),
-    ("iat", "iat"),
-    ("nonce", "nonce"),
-    (claims::CLAIM_MESSAGE_TYPE, "message_type"),
-    (claims::CLAIM_VERSION, "version"),
-    (claims::CLAIM_DEPLOYMENT_ID, "deployment_id"),
-    (claims::CLAIM_TARGET_LINK_URI, "target_link_uri"),
-    (claims::CLAIM_RESOURCE_LINK, "resource_link"),
-    (claims::CLAIM_ROLES, "roles"),
-];
 
 impl LaunchValidator {
     pub fn new(keys: JwksCache, skew_seconds: i64) -> Self {
         Self {
             keys,
             skew: skew_seconds,
+            accepted: MessageType::ALL.to_vec(),
         }
+    }
+
+    /// Restricts the message types accepted (all three by default).
+    #[must_use]
+    pub fn accepting(mut self, types: &[MessageType]) -> Self {
+        self.accepted = types.to_vec();
+        self
     }
 
     /// The key cache, shared with other users of platform keys.
@@ -158,7 +152,7 @@ impl LaunchValidator {
         let kid = header.kid.ok_or(LaunchError::MissingKid)?;
         let jwk = self.keys.key(expect.jwks_url, &kid).await?;
         let payload = verify_signature(id_token, &jwk)?;
-        let claims = check_claims(payload, expect, self.skew)?;
+        let claims = check_claims(payload, expect, self.skew, &self.accepted)?;
         Ok(claims)
     }
 }
@@ -197,6 +191,7 @@ fn check_claims(
     payload: serde_json::Value,
     expect: &LaunchExpectations<'_>,
     skew: i64,
+    accepted: &[MessageType],
 ) -> Result<LaunchClaims, LaunchError> {
     let obj = payload.as_object().ok_or(LaunchError::MalformedClaims)?;
     let message_type = obj
@@ -204,10 +199,13 @@ fn check_claims(
         .ok_or(LaunchError::MissingClaim("message_type"))?
         .as_str()
         .ok_or(LaunchError::InvalidClaim("message_type"))?;
-    if message_type != RESOURCE_LINK_REQUEST {
-        return Err(LaunchError::UnsupportedMessageType(message_type.to_owned()));
-    }
-    for (key, name) in REQUIRED_RESOURCE_LINK {
+    let message = MessageType::parse(message_type)
+        .filter(|m| accepted.contains(m))
+        .ok_or_else(|| {
+            LaunchError::UnsupportedMessageType(message_type.chars().take(64).collect())
+        })?;
+    // LTI Core §5.3, DL §4.4, Submission Review §3: what each message must carry.
+    for (key, name) in message.required_claims() {
         if obj.get(*key).is_none_or(serde_json::Value::is_null) {
             return Err(LaunchError::MissingClaim(name));
         }

@@ -274,7 +274,9 @@ impl SimulatedLms {
             given_name: Some(user.given_name.clone()),
             family_name: Some(user.family_name.clone()),
             email: Some(user.email.clone()),
-            message_type: lti::launch::RESOURCE_LINK_REQUEST.to_owned(),
+            message_type: lti::claims::MessageType::LtiResourceLinkRequest
+                .as_str()
+                .to_owned(),
             version: lti::launch::LTI_VERSION.to_owned(),
             deployment_id: tool.deployment_id.clone(),
             target_link_uri: Some(tool.launch_url.to_string()),
@@ -316,6 +318,11 @@ impl SimulatedLms {
                 context_memberships_url: self.memberships_url().to_string(),
                 service_versions: vec!["2.0".to_owned()],
             }),
+            deep_linking_settings: None,
+            for_user: None,
+            lis: None,
+            lti1p1: None,
+            role_scope_mentor: Vec::new(),
             extra: BTreeMap::new(),
         }
     }
