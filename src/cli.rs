@@ -145,6 +145,9 @@ pub enum PlatformCommand {
         /// Deployment ids to accept (repeatable)
         #[arg(long = "deployment-id")]
         deployment_ids: Vec<String>,
+        /// Record launches from unknown deployments as pending for approval instead of refusing them
+        #[arg(long)]
+        accept_new_deployments: bool,
         #[command(flatten)]
         db: DbFlags,
     },
@@ -180,6 +183,28 @@ pub enum DeploymentCommand {
         platform: PlatformId,
         #[arg(long)]
         deployment_id: String,
+        #[command(flatten)]
+        db: DbFlags,
+    },
+    /// Approve a deployment that was recorded as pending at launch
+    Approve {
+        #[arg(long)]
+        tenant: TenantId,
+        #[arg(long)]
+        platform: PlatformId,
+        #[arg(long)]
+        deployment_id: String,
+        #[command(flatten)]
+        db: DbFlags,
+    },
+    /// List a platform's deployments with their status
+    List {
+        #[arg(long)]
+        tenant: TenantId,
+        #[arg(long)]
+        platform: PlatformId,
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         db: DbFlags,
     },
@@ -267,26 +292,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Tenant { command } => tenant(config, command).await,
         Command::Platform { command } => platform(config, command).await,
-        Command::Deployment {
-            command:
-                DeploymentCommand::Add {
-                    tenant,
-                    platform,
-                    deployment_id,
-                    db,
-                },
-        } => {
-            let store = open_store(&load(config, &(&db).into())?).await?;
-            let scope = tenant_scope(&store, tenant).await?;
-            let d = store
-                .tenant(&scope)
-                .add_deployment(platform, &deployment_id, &operator())
-                .await
-                .context("adding the deployment")?;
-            print_json(
-                &json!({"id": d.id, "platform_id": d.platform_id, "deployment_id": d.deployment_id}),
-            )
-        }
+        Command::Deployment { command } => deployment(config, command).await,
         Command::Keys { command } => keys(config, command).await,
         Command::Audit {
             command: AuditCommand::Verify { tenant, json, db },
@@ -393,6 +399,7 @@ async fn platform(
             jwks_url,
             token_audience,
             deployment_ids,
+            accept_new_deployments,
             db,
         } => {
             anyhow::ensure!(
@@ -412,6 +419,7 @@ async fn platform(
                         token_url,
                         jwks_url,
                         token_audience,
+                        accept_new_deployments,
                         deployment_ids,
                     },
                     &operator(),
@@ -477,6 +485,68 @@ async fn platform(
                 "Give the LMS these tool URLs:\n{}",
                 serde_json::to_string_pretty(&tool)?
             );
+            Ok(())
+        }
+    }
+}
+
+async fn deployment(
+    config: Option<&std::path::Path>,
+    command: DeploymentCommand,
+) -> anyhow::Result<()> {
+    let (DeploymentCommand::Add {
+        tenant,
+        platform,
+        db,
+        ..
+    }
+    | DeploymentCommand::Approve {
+        tenant,
+        platform,
+        db,
+        ..
+    }
+    | DeploymentCommand::List {
+        tenant,
+        platform,
+        db,
+        ..
+    }) = &command;
+    let store = open_store(&load(config, &db.into())?).await?;
+    let scope = tenant_scope(&store, *tenant).await?;
+    let t = store.tenant(&scope);
+    let platform = *platform;
+    match command {
+        DeploymentCommand::Add { deployment_id, .. } => {
+            let d = t
+                .add_deployment(platform, &deployment_id, &operator())
+                .await
+                .context("adding the deployment")?;
+            print_json(
+                &json!({"id": d.id, "platform_id": d.platform_id, "deployment_id": d.deployment_id}),
+            )
+        }
+        DeploymentCommand::Approve { deployment_id, .. } => {
+            t.approve_deployment(platform, &deployment_id, &operator())
+                .await
+                .map_err(|e| match e {
+                    store::StoreError::NotFound => anyhow::anyhow!(
+                        "no pending deployment {deployment_id:?} on platform {platform}"
+                    ),
+                    other => other.into(),
+                })?;
+            print_json(
+                &json!({"platform_id": platform, "deployment_id": deployment_id, "status": "active"}),
+            )
+        }
+        DeploymentCommand::List { json, .. } => {
+            let list = t.deployments(platform).await?;
+            if json {
+                return print_json(&list);
+            }
+            for d in list {
+                println!("{}  {}", d.deployment_id, d.status.as_str());
+            }
             Ok(())
         }
     }

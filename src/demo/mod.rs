@@ -79,6 +79,7 @@ impl Demo {
                         token_url: lms.token_url(),
                         jwks_url: lms.jwks_url(),
                         token_audience: None,
+                        accept_new_deployments: false,
                         deployment_ids: vec![DEMO_DEPLOYMENT.into()],
                     },
                     &actor,

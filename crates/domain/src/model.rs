@@ -85,6 +85,9 @@ pub struct Platform {
     pub jwks_url: Url,
     /// The `aud` of our client assertions when the platform wants something other than the token URL.
     pub token_audience: Option<String>,
+    /// Record launches from unknown deployments as pending for an admin to approve, instead
+    /// of refusing them outright (Canvas creates a deployment per install).
+    pub accept_new_deployments: bool,
     pub created_at: i64,
 }
 
@@ -96,7 +99,26 @@ pub struct Deployment {
     pub platform_id: PlatformId,
     /// The platform's `deployment_id`.
     pub deployment_id: String,
+    pub status: DeploymentStatus,
     pub last_seen_at: Option<i64>,
+}
+
+/// Whether launches from a deployment are accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentStatus {
+    Active,
+    /// Seen in a launch, waiting for an admin to approve it.
+    Pending,
+}
+
+impl DeploymentStatus {
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Pending => "pending",
+        }
+    }
 }
 
 /// The role a person holds in a context, normalised across platforms.

@@ -247,12 +247,45 @@ fn check_claims(
     if claims.deployment_id.is_empty() {
         return Err(LaunchError::MissingClaim("deployment_id"));
     }
-    if claims
-        .resource_link
-        .as_ref()
-        .is_none_or(|r| r.id.is_empty())
+    if claims.sub.as_deref() == Some("") {
+        return Err(LaunchError::InvalidClaim("sub"));
+    }
+    match message {
+        MessageType::LtiResourceLinkRequest | MessageType::LtiSubmissionReviewRequest => {
+            if claims
+                .resource_link
+                .as_ref()
+                .is_none_or(|r| r.id.is_empty())
+            {
+                return Err(LaunchError::MissingClaim("resource_link.id"));
+            }
+        }
+        MessageType::LtiDeepLinkingRequest => {
+            let settings = claims
+                .deep_linking_settings
+                .as_ref()
+                .ok_or(LaunchError::MissingClaim("deep_linking_settings"))?;
+            if Url::parse(&settings.deep_link_return_url).is_err() {
+                return Err(LaunchError::InvalidClaim("deep_link_return_url"));
+            }
+        }
+    }
+    if message == MessageType::LtiSubmissionReviewRequest
+        && claims
+            .for_user
+            .as_ref()
+            .is_none_or(|u| u.user_id.is_empty())
     {
-        return Err(LaunchError::MissingClaim("resource_link.id"));
+        return Err(LaunchError::MissingClaim("for_user.user_id"));
+    }
+    // LTI Core §5.1.3: the launch goes where the login said it would. Deep linking
+    // requests may leave the claim out; when present it must match too.
+    match (&claims.target_link_uri, message) {
+        (Some(t), _) if t != expect.target_link_uri => {
+            return Err(LaunchError::TargetLinkUriMismatch);
+        }
+        (None, MessageType::LtiDeepLinkingRequest) | (Some(_), _) => {}
+        (None, _) => return Err(LaunchError::MissingClaim("target_link_uri")),
     }
     Ok(claims)
 }

@@ -23,6 +23,14 @@ struct Env {
 /// A tool with one tenant (no product URL: launches end on the summary page) registered
 /// with a simulated LMS, which accepts `deployments`.
 async fn env(deployments: &[&str], product: Option<&str>) -> Env {
+    env_with(deployments, product, false).await
+}
+
+async fn env_with(
+    deployments: &[&str],
+    product: Option<&str>,
+    accept_new_deployments: bool,
+) -> Env {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let tool = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
     let (lms, lms_server) = SimulatedLms::spawn(ToolRegistration {
@@ -57,6 +65,7 @@ async fn env(deployments: &[&str], product: Option<&str>) -> Env {
                 token_url: lms.token_url(),
                 jwks_url: lms.jwks_url(),
                 token_audience: None,
+                accept_new_deployments,
                 deployment_ids: deployments.iter().map(|d| (*d).to_owned()).collect(),
             },
             &Actor::system("t"),
@@ -438,4 +447,49 @@ async fn the_product_api_checks_keys_bodies_and_idempotency() {
         .unwrap();
     assert_eq!(landed.score_given, Some(9.0));
     assert_eq!(landed.comment, None);
+}
+
+#[tokio::test]
+async fn a_new_deployment_waits_for_approval_then_launches() {
+    let e = env_with(&[], None, true).await;
+    let p = e.begin("student-1").await;
+    let (status, body) = e.finish(&p).await;
+    assert_eq!((status, check(&body)), (403, "deployment_pending"));
+    let store = e.app.store();
+    let scope = store
+        .authenticate_api_key(&e.api_key)
+        .await
+        .unwrap()
+        .unwrap();
+    let t = store.tenant(&scope);
+    let platform = t.list_platforms().await.unwrap().remove(0);
+    let deployments = t.deployments(platform.id).await.unwrap();
+    assert_eq!(deployments.len(), 1);
+    assert_eq!(deployments[0].deployment_id, "dep-1");
+    assert_eq!(deployments[0].status, domain::DeploymentStatus::Pending);
+    // A second launch before approval is still held, and records nothing new.
+    let p = e.begin("student-1").await;
+    assert_eq!(check(&e.finish(&p).await.1), "deployment_pending");
+    assert_eq!(t.deployments(platform.id).await.unwrap().len(), 1);
+    t.approve_deployment(platform.id, "dep-1", &Actor::system("admin"))
+        .await
+        .unwrap();
+    let p = e.begin("student-1").await;
+    let (status, body) = e.finish(&p).await;
+    assert_eq!(status, 200, "{body}");
+    let actions: Vec<String> = t
+        .audit_entries()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.action)
+        .collect();
+    assert!(actions.contains(&"deployment.pending".to_owned()));
+    assert!(actions.contains(&"deployment.approved".to_owned()));
+    // Approving twice is an error, not a silent success.
+    assert!(
+        t.approve_deployment(platform.id, "dep-1", &Actor::system("admin"))
+            .await
+            .is_err()
+    );
 }

@@ -95,7 +95,7 @@ impl TenantStore<'_> {
                         other => StoreError::Database(other),
                     })?;
                 let touched = sqlx::query(
-                    "UPDATE deployments SET last_seen_at = $1 WHERE platform_id = $2 AND deployment_id = $3 AND tenant_id = $4",
+                    "UPDATE deployments SET last_seen_at = $1 WHERE platform_id = $2 AND deployment_id = $3 AND tenant_id = $4 AND status = 'active'",
                 )
                 .bind(now)
                 .bind(&platform_s)

@@ -5,7 +5,9 @@ use crate::db::BeginWrite;
 use crate::error::StoreError;
 use crate::tenants::TenantScope;
 use crate::{Store, TenantStore, now_micros};
-use domain::{Actor, Deployment, DeploymentId, Platform, PlatformId, PlatformKind};
+use domain::{
+    Actor, Deployment, DeploymentId, DeploymentStatus, Platform, PlatformId, PlatformKind,
+};
 use url::Url;
 
 /// What an admin registers.
@@ -18,6 +20,7 @@ pub struct NewPlatform {
     pub token_url: Url,
     pub jwks_url: Url,
     pub token_audience: Option<String>,
+    pub accept_new_deployments: bool,
     pub deployment_ids: Vec<String>,
 }
 
@@ -56,10 +59,11 @@ struct PlatformRow {
     token_url: String,
     jwks_url: String,
     token_audience: Option<String>,
+    accept_new_deployments: bool,
     created_at: i64,
 }
 
-const PLATFORM_COLUMNS: &str = "id, tenant_id, kind, issuer, client_id, auth_url, token_url, jwks_url, token_audience, created_at";
+const PLATFORM_COLUMNS: &str = "id, tenant_id, kind, issuer, client_id, auth_url, token_url, jwks_url, token_audience, accept_new_deployments, created_at";
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(format!("platform {what}"))
@@ -79,6 +83,7 @@ impl TryFrom<PlatformRow> for Platform {
             issuer: r.issuer,
             client_id: r.client_id,
             token_audience: r.token_audience,
+            accept_new_deployments: r.accept_new_deployments,
             created_at: r.created_at,
         })
     }
@@ -162,6 +167,7 @@ impl TenantStore<'_> {
             token_url: new.token_url.clone(),
             jwks_url: new.jwks_url.clone(),
             token_audience: new.token_audience.clone(),
+            accept_new_deployments: new.accept_new_deployments,
             created_at: now_micros(),
         };
         let audit = NewAuditEntry::tenant(
@@ -178,8 +184,8 @@ impl TenantStore<'_> {
             on_db!(self.db, |pool| {
                 let mut tx = pool.begin_write().await?;
                 sqlx::query(
-                    "INSERT INTO platforms (id, tenant_id, kind, issuer, client_id, auth_url, token_url, jwks_url, token_audience, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    "INSERT INTO platforms (id, tenant_id, kind, issuer, client_id, auth_url, token_url, jwks_url, token_audience, accept_new_deployments, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 )
                 .bind(platform.id.to_string())
                 .bind(tenant.to_string())
@@ -190,6 +196,7 @@ impl TenantStore<'_> {
                 .bind(platform.token_url.as_str())
                 .bind(platform.jwks_url.as_str())
                 .bind(&platform.token_audience)
+                .bind(platform.accept_new_deployments)
                 .bind(platform.created_at)
                 .execute(&mut *tx)
                 .await?;
@@ -283,9 +290,9 @@ impl TenantStore<'_> {
 
     /// The deployments of one of this tenant's platforms.
     pub async fn deployments(&self, platform: PlatformId) -> Result<Vec<Deployment>, StoreError> {
-        let rows: Vec<(String, String, Option<i64>)> = on_db!(self.db, |pool| {
+        let rows: Vec<(String, String, String, Option<i64>)> = on_db!(self.db, |pool| {
             sqlx::query_as(
-                "SELECT id, deployment_id, last_seen_at FROM deployments WHERE platform_id = $1 AND tenant_id = $2 ORDER BY created_at",
+                "SELECT id, deployment_id, status, last_seen_at FROM deployments WHERE platform_id = $1 AND tenant_id = $2 ORDER BY created_at",
             )
             .bind(platform.to_string())
             .bind(self.scope.tenant_id().to_string())
@@ -293,7 +300,7 @@ impl TenantStore<'_> {
             .await?
         });
         rows.into_iter()
-            .map(|(id, deployment_id, last_seen_at)| {
+            .map(|(id, deployment_id, status, last_seen_at)| {
                 Ok(Deployment {
                     id: id
                         .parse::<DeploymentId>()
@@ -301,9 +308,93 @@ impl TenantStore<'_> {
                     tenant_id: self.scope.tenant_id(),
                     platform_id: platform,
                     deployment_id,
+                    status: match status.as_str() {
+                        "pending" => DeploymentStatus::Pending,
+                        _ => DeploymentStatus::Active,
+                    },
                     last_seen_at,
                 })
             })
             .collect()
+    }
+
+    /// Records a deployment first seen in a launch as pending, when the platform allows new
+    /// deployments. Returns true when it was newly recorded.
+    pub async fn note_pending_deployment(
+        &self,
+        platform: &Platform,
+        deployment_id: &str,
+    ) -> Result<bool, StoreError> {
+        if platform.tenant_id != self.scope.tenant_id() || !platform.accept_new_deployments {
+            return Ok(false);
+        }
+        let tenant = self.scope.tenant_id();
+        let audit = NewAuditEntry::tenant(
+            tenant,
+            Actor::system("lti-launch"),
+            "deployment.pending",
+            format!("platform:{}", platform.id),
+            serde_json::json!({"deployment_id": deployment_id}),
+        );
+        let inserted = on_db!(self.db, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let n = sqlx::query(
+                "INSERT INTO deployments (id, tenant_id, platform_id, deployment_id, status, created_at) \
+                 VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT (platform_id, deployment_id) DO NOTHING",
+            )
+            .bind(DeploymentId::generate().to_string())
+            .bind(tenant.to_string())
+            .bind(platform.id.to_string())
+            .bind(deployment_id)
+            .bind(now_micros())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n == 1 {
+                audit_append!(tx, &audit);
+            }
+            tx.commit().await?;
+            n == 1
+        });
+        Ok(inserted)
+    }
+
+    /// Approves a pending deployment so its launches are accepted.
+    pub async fn approve_deployment(
+        &self,
+        platform: PlatformId,
+        deployment_id: &str,
+        actor: &Actor,
+    ) -> Result<(), StoreError> {
+        let tenant = self.scope.tenant_id();
+        let audit = NewAuditEntry::tenant(
+            tenant,
+            actor.clone(),
+            "deployment.approved",
+            format!("platform:{platform}"),
+            serde_json::json!({"deployment_id": deployment_id}),
+        );
+        let result: Result<(), StoreError> = async {
+            on_db!(self.db, |pool| {
+                let mut tx = pool.begin_write().await?;
+                let n = sqlx::query(
+                    "UPDATE deployments SET status = 'active' WHERE platform_id = $1 AND deployment_id = $2 AND tenant_id = $3 AND status = 'pending'",
+                )
+                .bind(platform.to_string())
+                .bind(deployment_id)
+                .bind(tenant.to_string())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                audit_append!(tx, &audit);
+                tx.commit().await?;
+            });
+            Ok(())
+        }
+        .await;
+        result
     }
 }

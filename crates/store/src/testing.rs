@@ -175,6 +175,7 @@ pub async fn seed_launch(
                 token_url: at("token")?,
                 jwks_url: at("jwks")?,
                 token_audience: None,
+                accept_new_deployments: false,
                 deployment_ids: vec!["dep-1".into()],
             },
             &actor,

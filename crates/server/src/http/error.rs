@@ -92,6 +92,8 @@ pub enum LaunchFailure {
     PlatformError(String),
     Token(LaunchError),
     NonceReplayed,
+    /// A new deployment was recorded and waits for an admin's approval.
+    DeploymentPending,
     Internal(anyhow::Error),
 }
 
@@ -152,6 +154,11 @@ impl LaunchFailure {
                 StatusCode::UNAUTHORIZED,
                 "nonce_replayed",
                 "This launch was already used. Please open the activity again.",
+            ),
+            Self::DeploymentPending => (
+                StatusCode::FORBIDDEN,
+                "deployment_pending",
+                "This tool was just added here and is waiting for an administrator to approve it.",
             ),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

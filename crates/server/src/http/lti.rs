@@ -303,18 +303,28 @@ pub async fn launch(
         handoff_code_hash: sha256_hex(code.as_bytes()),
         handoff_expires_at: now_micros() + settings.handoff_ttl_secs * 1_000_000,
     };
-    let recorded = app
-        .store()
-        .tenant(&registration.scope)
-        .record_launch(&launch)
-        .await
-        .map_err(|e| match e {
-            StoreError::UnknownDeployment => {
-                LaunchFailure::Token(lti::LaunchError::UnknownDeployment)
+    let tenant_store = app.store().tenant(&registration.scope);
+    let recorded = match tenant_store.record_launch(&launch).await {
+        Ok(r) => r,
+        Err(StoreError::UnknownDeployment) if platform.accept_new_deployments => {
+            // Canvas creates a deployment per install: keep it for an admin to approve.
+            if tenant_store
+                .note_pending_deployment(platform, &claims.deployment_id)
+                .await
+                .map_err(|e| LaunchFailure::Internal(e.into()))?
+            {
+                tracing::warn!(platform = %platform.id, deployment = %claims.deployment_id, "new deployment recorded as pending approval");
             }
-            StoreError::Conflict("nonce already used") => LaunchFailure::NonceReplayed,
-            other => LaunchFailure::Internal(other.into()),
-        })?;
+            return Err(LaunchFailure::DeploymentPending);
+        }
+        Err(StoreError::UnknownDeployment) => {
+            return Err(LaunchFailure::Token(lti::LaunchError::UnknownDeployment));
+        }
+        Err(StoreError::Conflict("nonce already used")) => {
+            return Err(LaunchFailure::NonceReplayed);
+        }
+        Err(other) => return Err(LaunchFailure::Internal(other.into())),
+    };
     tracing::info!(
         launch = %recorded.launch_id,
         platform = %platform.id,

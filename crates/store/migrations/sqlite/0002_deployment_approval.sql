@@ -1,0 +1,4 @@
+-- Deployments a platform creates on its own (Canvas makes one per install) can be recorded
+-- as pending for an admin to approve, when the registration allows it.
+ALTER TABLE deployments ADD COLUMN status TEXT NOT NULL DEFAULT 'active';
+ALTER TABLE platforms ADD COLUMN accept_new_deployments INTEGER NOT NULL DEFAULT 0;
