@@ -151,9 +151,22 @@ impl LaunchValidator {
         }
         let kid = header.kid.ok_or(LaunchError::MissingKid)?;
         let jwk = self.keys.key(expect.jwks_url, &kid).await?;
-        let payload = verify_signature(id_token, &jwk)?;
-        let claims = check_claims(payload, expect, self.skew, &self.accepted)?;
-        Ok(claims)
+        self.validate_with_key(id_token, &jwk, expect)
+    }
+
+    /// Every check but the key lookup, against a key the caller already holds.
+    pub fn validate_with_key(
+        &self,
+        id_token: &str,
+        jwk: &Jwk,
+        expect: &LaunchExpectations<'_>,
+    ) -> Result<LaunchClaims, LaunchError> {
+        let header = inspect_header(id_token)?;
+        if header.alg != "RS256" {
+            return Err(LaunchError::AlgorithmNotAllowed(header.alg));
+        }
+        let payload = verify_signature(id_token, jwk)?;
+        check_claims(payload, expect, self.skew, &self.accepted)
     }
 }
 
