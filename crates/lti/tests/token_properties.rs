@@ -17,11 +17,14 @@ fn key() -> &'static ToolKey {
     KEY.get_or_init(|| ToolKey::generate("k").unwrap())
 }
 
-fn validator() -> LaunchValidator {
-    LaunchValidator::new(
-        JwksCache::new(reqwest::Client::new(), JwksCachePolicy::default()),
-        60,
-    )
+fn validator() -> &'static LaunchValidator {
+    static V: OnceLock<LaunchValidator> = OnceLock::new();
+    V.get_or_init(|| {
+        LaunchValidator::new(
+            JwksCache::new(reqwest::Client::new(), JwksCachePolicy::default()),
+            60,
+        )
+    })
 }
 
 fn now() -> i64 {
