@@ -493,3 +493,100 @@ async fn a_new_deployment_waits_for_approval_then_launches() {
             .is_err()
     );
 }
+
+fn page_data(body: &str) -> serde_json::Value {
+    let start = body.find("id=\"lmsb-data\">").expect("a data block") + "id=\"lmsb-data\">".len();
+    let end = start + body[start..].find("</script>").unwrap();
+    serde_json::from_str(&body[start..end]).unwrap()
+}
+
+#[tokio::test]
+async fn platform_storage_binds_a_launch_when_the_cookie_is_blocked() {
+    use base64::Engine;
+    let e = env(&["dep-1"], Some("https://product.example/launch")).await;
+    let to_login = e
+        .http
+        .get(e.lms.launch_url("student-1", "resource-1"))
+        .send()
+        .await
+        .unwrap();
+    let mut login_url = location(&to_login);
+    login_url
+        .query_pairs_mut()
+        .append_pair("lti_storage_target", "post_message_forwarding");
+    let login = e.http.get(login_url).send().await.unwrap();
+    assert_eq!(login.status(), 200, "a page that stores the secret first");
+    let csp = login.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("script-src 'nonce-"), "{csp}");
+    let put = page_data(&login.text().await.unwrap());
+    assert_eq!(put["target"], "post_message_forwarding");
+    assert_eq!(
+        put["origin"],
+        e.lms.auth_url().origin().ascii_serialization()
+    );
+    let secret = put["secret"].as_str().unwrap().to_owned();
+    let key = put["key"].as_str().unwrap().to_owned();
+
+    // The platform authenticates and posts the id_token back; the browser lost our cookie.
+    let auth = e
+        .http
+        .get(put["next"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let body = auth.text().await.unwrap();
+    let (id_token, state) = (hidden(&body, "id_token"), hidden(&body, "state"));
+    let launch = e
+        .http
+        .post(e.tool.join("lti/launch").unwrap())
+        .form(&[("id_token", &id_token), ("state", &state)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(launch.status(), 200);
+    let get = page_data(&launch.text().await.unwrap());
+    assert_eq!(
+        get["key"],
+        key.as_str(),
+        "the launch asks for the secret the login stored"
+    );
+    assert!(
+        get.get("secret").is_none(),
+        "the launch page never carries the secret"
+    );
+    let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(get["sealed"].as_str().unwrap())
+        .unwrap();
+    let context = get["context"].as_str().unwrap();
+
+    // A browser without the secret cannot open the handoff.
+    let stranger = store::crypto::MasterKey::generate();
+    assert!(stranger.open(&sealed, context).is_err());
+    // The browser that logged in can, exactly as the page's script does.
+    let opened = store::crypto::MasterKey::from_base64(&secret)
+        .unwrap()
+        .open(&sealed, context)
+        .unwrap();
+    let product = Url::parse(std::str::from_utf8(&opened).unwrap()).unwrap();
+    assert_eq!(product.host_str(), Some("product.example"));
+    let code = product
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let redeemed = e
+        .http
+        .post(e.tool.join("api/v1/launches/redeem").unwrap())
+        .bearer_auth(&e.api_key)
+        .json(&serde_json::json!({"code": code}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redeemed.status(), 200);
+    let launch: serde_json::Value = redeemed.json().await.unwrap();
+    assert_eq!(launch["person"]["name"], "Ada Lovelace");
+}

@@ -11,7 +11,15 @@ pub struct LoginState {
     pub nonce: String,
     pub target_link_uri: String,
     pub expires_at: i64,
+    /// The platform storage frame the login used (`lti_storage_target`), if any.
+    pub storage_target: Option<String>,
+    /// The secret put into platform storage at login; it unlocks the launch's handoff in a
+    /// browser that holds it. Lives only as long as the login state.
+    pub storage_secret: Option<String>,
 }
+
+/// A `login_states` row as read back.
+type StateRow = (String, String, String, i64, Option<String>, Option<String>);
 
 impl Store {
     /// Remembers a login under the hash of its `state`.
@@ -22,7 +30,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         on_db!(&self.db, |pool| {
             sqlx::query(
-                "INSERT INTO login_states (state_hash, platform_id, nonce, target_link_uri, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO login_states (state_hash, platform_id, nonce, target_link_uri, created_at, expires_at, storage_target, storage_secret) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(state_hash)
             .bind(state.platform_id.to_string())
@@ -30,6 +38,8 @@ impl Store {
             .bind(&state.target_link_uri)
             .bind(now_micros())
             .bind(state.expires_at)
+            .bind(&state.storage_target)
+            .bind(&state.storage_secret)
             .execute(pool)
             .await?;
         });
@@ -42,15 +52,17 @@ impl Store {
         &self,
         state_hash: &str,
     ) -> Result<Option<LoginState>, StoreError> {
-        let row: Option<(String, String, String, i64)> = on_db!(&self.db, |pool| {
+        let row: Option<StateRow> = on_db!(&self.db, |pool| {
             sqlx::query_as(
-                "DELETE FROM login_states WHERE state_hash = $1 RETURNING platform_id, nonce, target_link_uri, expires_at",
+                "DELETE FROM login_states WHERE state_hash = $1 RETURNING platform_id, nonce, target_link_uri, expires_at, storage_target, storage_secret",
             )
             .bind(state_hash)
             .fetch_optional(pool)
             .await?
         });
-        let Some((platform, nonce, target_link_uri, expires_at)) = row else {
+        let Some((platform, nonce, target_link_uri, expires_at, storage_target, storage_secret)) =
+            row
+        else {
             return Ok(None);
         };
         if expires_at <= now_micros() {
@@ -63,6 +75,8 @@ impl Store {
             nonce,
             target_link_uri,
             expires_at,
+            storage_target,
+            storage_secret,
         }))
     }
 

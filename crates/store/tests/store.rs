@@ -350,6 +350,8 @@ async fn launch_records_are_single_use_and_upsert() {
             nonce: "n".into(),
             target_link_uri: "https://tool/".into(),
             expires_at: now_micros() + 60_000_000,
+            storage_target: Some("_parent".into()),
+            storage_secret: Some("s3cret".into()),
         };
         store.save_login_state("s1", &state).await.unwrap();
         assert_eq!(

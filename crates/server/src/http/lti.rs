@@ -2,6 +2,7 @@
 
 use super::error::LaunchFailure;
 use super::html::{Markup, page};
+use super::storage;
 use crate::App;
 use adapters::lti_roles;
 use axum::extract::{FromRequest, Path, Request, State};
@@ -115,6 +116,11 @@ async fn begin(
     let nonce = random_token(32);
     let settings = app.settings();
     let state_hash = sha256_hex(state.as_bytes());
+    let storage_target = p
+        .lti_storage_target
+        .as_deref()
+        .filter(|t| storage::valid_target(t));
+    let storage_secret = storage_target.map(|_| random_token(32));
     app.store()
         .save_login_state(
             &state_hash,
@@ -123,6 +129,8 @@ async fn begin(
                 nonce: nonce.clone(),
                 target_link_uri: target.to_owned(),
                 expires_at: now_micros() + settings.login_state_ttl_secs * 1_000_000,
+                storage_target: storage_target.map(str::to_owned),
+                storage_secret: storage_secret.clone(),
             },
         )
         .await
@@ -137,7 +145,17 @@ async fn begin(
         nonce: &nonce,
     }
     .to_url();
-    let mut resp = Redirect::to(url.as_str()).into_response();
+    let mut resp = match (storage_target, &storage_secret) {
+        (Some(target), Some(secret)) => storage::put_page(
+            &url,
+            &storage::platform_origin(&registration.platform.auth_url),
+            target,
+            &storage::storage_key(&state_hash),
+            secret,
+        ),
+        _ => Redirect::to(url.as_str()).into_response(),
+    };
+    // The cookie is set either way: where the browser keeps it, it is the simpler binding.
     let cookie = state_cookie(app, &state_hash, &state, settings.login_state_ttl_secs);
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().append(header::SET_COOKIE, v);
@@ -210,10 +228,15 @@ pub async fn launch(
         .map_err(|e| LaunchFailure::Internal(e.into()))?
         .ok_or(LaunchFailure::StateUnknown)?;
     let cookie_name = format!("{STATE_COOKIE_PREFIX}{}", &state_hash[..16]);
-    match cookie_value(&headers, &cookie_name) {
-        Some(v) if constant_time_eq(v.as_bytes(), state.as_bytes()) => {}
-        _ => return Err(LaunchFailure::StateNotBound),
-    }
+    // Bound by our cookie, or, where the browser blocked it, by the secret the login put in
+    // the platform's storage (checked in the browser before the handoff opens).
+    let storage_binding = match cookie_value(&headers, &cookie_name) {
+        Some(v) if constant_time_eq(v.as_bytes(), state.as_bytes()) => None,
+        _ => match (&login.storage_target, &login.storage_secret) {
+            (Some(target), Some(secret)) => Some((target.clone(), secret.clone())),
+            _ => return Err(LaunchFailure::StateNotBound),
+        },
+    };
     let registration = app
         .store()
         .platform_registration(login.platform_id)
@@ -341,12 +364,21 @@ pub async fn launch(
         "{cookie_name}=; Path={}; Max-Age=0; HttpOnly",
         app.inner().launch_url.path()
     );
-    let mut resp = match tenant.launch_url {
-        Some(mut product) => {
+    let mut resp = match (tenant.launch_url, storage_binding) {
+        (Some(mut product), binding) => {
             product.query_pairs_mut().append_pair("code", &code);
-            Redirect::to(product.as_str()).into_response()
+            match binding {
+                None => Redirect::to(product.as_str()).into_response(),
+                Some((target, secret)) => storage::get_page(
+                    &storage::seal(&secret, &product).map_err(LaunchFailure::Internal)?,
+                    &storage::platform_origin(&platform.auth_url),
+                    &target,
+                    &storage::storage_key(&state_hash),
+                ),
+            }
         }
-        None => summary_page(&recorded.summary),
+        // The summary page is a diagnostic that shows only this launch's own data.
+        (None, _) => summary_page(&recorded.summary),
     };
     if let Ok(v) = HeaderValue::from_str(&clear) {
         resp.headers_mut().append(header::SET_COOKIE, v);

@@ -5,6 +5,7 @@ mod error;
 mod html;
 mod lti;
 mod ops;
+mod storage;
 
 use crate::App;
 use axum::Router;

@@ -2,3 +2,8 @@
 -- as pending for an admin to approve, when the registration allows it.
 ALTER TABLE deployments ADD COLUMN status TEXT NOT NULL DEFAULT 'active';
 ALTER TABLE platforms ADD COLUMN accept_new_deployments BOOLEAN NOT NULL DEFAULT FALSE;
+
+-- Logins whose platform offered LTI platform storage (lti_storage_target) keep the secret
+-- the browser stored there, so the launch can be bound to the browser without a cookie.
+ALTER TABLE login_states ADD COLUMN storage_target TEXT;
+ALTER TABLE login_states ADD COLUMN storage_secret TEXT;

@@ -102,6 +102,12 @@ impl SimulatedLms {
             .append_pair("lti_message_hint", &hint)
             .append_pair("client_id", &tool.client_id)
             .append_pair("lti_deployment_id", &tool.deployment_id);
+        // A launch from the framed page offers platform storage, as Canvas does.
+        if let Some(target) = params.get("storage") {
+            login
+                .query_pairs_mut()
+                .append_pair("lti_storage_target", target);
+        }
         Ok((StatusCode::FOUND, [(header::LOCATION, login.as_str())]).into_response())
     }
 

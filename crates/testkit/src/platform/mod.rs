@@ -267,6 +267,7 @@ impl SimulatedLms {
         Router::new()
             .route("/", get(pages::home))
             .route("/launch", get(auth::launch))
+            .route("/frame", get(pages::frame))
             .route("/auth", get(auth::authenticate).post(auth::authenticate))
             .route("/jwks", get(auth::jwks))
             .route("/gradebook", get(pages::gradebook))
@@ -306,6 +307,15 @@ impl SimulatedLms {
     /// The gradebook page.
     pub fn gradebook_url(&self) -> Url {
         self.endpoint(&["gradebook"])
+    }
+
+    /// A page that launches the activity in an iframe and offers platform storage.
+    pub fn frame_url(&self, user_id: &str, resource_id: &str) -> Url {
+        let mut url = self.endpoint(&["frame"]);
+        url.query_pairs_mut()
+            .append_pair("user", user_id)
+            .append_pair("resource", resource_id);
+        url
     }
 
     /// The link a person clicks in the LMS to launch `resource_id` as `user_id`.

@@ -76,11 +76,13 @@ pub(super) async fn home(State(lms): State<SimulatedLms>) -> Response {
         for user in lms.users() {
             let _ = writeln!(
                 body,
-                "<li><a href=\"{}\">Launch {} as {}</a> <span class=\"muted\">({:?})</span></li>",
+                "<li><a href=\"{}\">Launch {} as {}</a> <span class=\"muted\">({:?}) · \
+<a href=\"{}\">in a frame, with platform storage</a></span></li>",
                 escape(lms.launch_url(&user.id, &resource.id).as_str()),
                 escape(&resource.title),
                 escape(&user.name),
-                user.role
+                user.role,
+                escape(lms.frame_url(&user.id, &resource.id).as_str()),
             );
         }
         body.push_str("</ul>\n</section>\n");
@@ -154,4 +156,47 @@ pub(super) async fn gradebook(State(lms): State<SimulatedLms>) -> Response {
 pub(super) async fn inspect_scores(State(lms): State<SimulatedLms>) -> Response {
     use axum::response::IntoResponse;
     axum::Json(lms.scores()).into_response()
+}
+
+/// The platform side of LTI platform storage: answers `lti.put_data` and `lti.get_data`
+/// postMessages from the tool's frame, keeping values in this page's memory, as an LMS page
+/// hosting a tool does.
+const STORAGE_JS: &str = r#"
+const store = new Map();
+window.addEventListener('message', (e) => {
+  const m = e.data;
+  if (!m || typeof m.subject !== 'string') return;
+  const reply = (data) => e.source.postMessage(Object.assign({message_id: m.message_id}, data), e.origin);
+  const key = e.origin + '|' + m.key;
+  if (m.subject === 'lti.capabilities') {
+    reply({subject: 'lti.capabilities.response', supported_messages: [{subject: 'lti.put_data'}, {subject: 'lti.get_data'}]});
+  } else if (m.subject === 'lti.put_data') {
+    store.set(key, m.value);
+    reply({subject: 'lti.put_data.response', key: m.key, value: m.value});
+  } else if (m.subject === 'lti.get_data') {
+    if (store.has(key)) reply({subject: 'lti.get_data.response', key: m.key, value: store.get(key)});
+    else reply({subject: 'lti.get_data.response', key: m.key, error: {code: 'bad_request', message: 'no such key'}});
+  }
+});
+"#;
+
+/// `GET /frame?user=&resource=`: the activity inside an iframe of this page, with the login
+/// offering platform storage (`lti_storage_target=_parent`).
+pub(super) async fn frame(
+    State(lms): State<SimulatedLms>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let (Some(user), Some(resource)) = (q.get("user"), q.get("resource")) else {
+        return html(
+            StatusCode::BAD_REQUEST,
+            message_page("Bad request", "user and resource are required."),
+        );
+    };
+    let mut src = lms.launch_url(user, resource);
+    src.query_pairs_mut().append_pair("storage", "_parent");
+    let body = format!(
+        "<h1>Activity</h1>\n<iframe id=\"tool\" name=\"tool\" src=\"{}\" style=\"width:100%;height:32rem;border:1px solid #cbd2d9\"></iframe>\n<script>{STORAGE_JS}</script>\n",
+        escape(src.as_str())
+    );
+    html(StatusCode::OK, document("Activity", &body))
 }
