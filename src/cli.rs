@@ -618,18 +618,10 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: finishing in-flight requests");
 }
 
-async fn bind(settings: &Settings) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(settings.listen).await.with_context(|| {
-        format!(
-            "cannot listen on {} (is another process using it?)",
-            settings.listen
-        )
-    })
-}
-
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+async fn serve(mut settings: Settings) -> anyhow::Result<()> {
     crate::logging::init(settings.log_format);
-    let listener = bind(&settings).await?;
+    // With no public URL configured, it follows the port actually bound (`--listen …:0`).
+    let listener = crate::demo::bind(&mut settings).await?;
     let running = AppBuilder::new(settings.clone()).build().await?;
     let addr = listener.local_addr()?;
     println!(

@@ -2,46 +2,11 @@
 //! activity from the simulated LMS, lands on the product page with their name and course,
 //! presses "Grade me", and the grade appears in the LMS gradebook.
 
-use lmsbridge::demo::{self, Demo};
-use server::Settings;
 use std::time::Duration;
 use testkit::Browser;
 
-struct Running {
-    demo_url: url::Url,
-    lms: testkit::SimulatedLms,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<anyhow::Result<()>>,
-    dir: std::path::PathBuf,
-}
-
-async fn start(database_url: Option<String>) -> Running {
-    let dir = std::env::temp_dir().join(format!("lmsbridge-e2e-{}", uuid::Uuid::new_v4()));
-    let mut settings = Settings::defaults_for("127.0.0.1:0".parse().unwrap(), dir.clone());
-    if let Some(url) = database_url {
-        settings.database_url = url;
-    }
-    let listener = demo::bind(&mut settings).await.unwrap();
-    let d = Demo::prepare(settings).await.unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (lms, product) = (d.lms.clone(), d.product.clone());
-    let server = tokio::spawn(lmsbridge::cli::run_server(
-        listener,
-        d.running,
-        move |app| Demo::router(&lms, &product, app),
-        true,
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    Running {
-        demo_url: d.start_url,
-        lms: d.lms,
-        stop,
-        server,
-        dir,
-    }
-}
+mod common;
+use common::{Running, start, stop};
 
 async fn walk_launch_to_gradebook(r: &Running) {
     let browser = Browser::new();
@@ -98,12 +63,6 @@ async fn walk_launch_to_gradebook(r: &Running) {
     assert!(gradebook.body.contains("87"), "{}", gradebook.body);
     // Exactly one score was sent for the one button press.
     assert_eq!(r.lms.scores().len(), 1);
-}
-
-async fn stop(r: Running) {
-    let _ = r.stop.send(());
-    r.server.await.unwrap().unwrap();
-    let _ = std::fs::remove_dir_all(r.dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

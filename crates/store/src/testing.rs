@@ -109,7 +109,10 @@ pub fn postgres_url() -> Option<String> {
                 std::env::var_os("CI").is_none(),
                 "{POSTGRES_URL_VAR} must be set under CI: the PostgreSQL tests may not be skipped there"
             );
-            eprintln!(
+            // Written to stderr directly: the test harness captures eprintln! of passing tests.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
                 "SKIPPED (PostgreSQL half): set {POSTGRES_URL_VAR}=postgres://postgres@127.0.0.1:5432/test to run it"
             );
             None

@@ -178,6 +178,16 @@ window.addEventListener('message', (e) => {
     else reply({subject: 'lti.get_data.response', key: m.key, error: {code: 'bad_request', message: 'no such key'}});
   }
 });
+// Where the frame's page is readable (same origin, as in the demo), mirror what it shows, so a
+// headless browser's DOM dump reveals where the launch ended.
+document.getElementById('tool').addEventListener('load', () => {
+  try {
+    const doc = document.getElementById('tool').contentDocument;
+    document.getElementById('observed').textContent = doc.location.pathname + '\n' + doc.body.innerText;
+  } catch (e) {
+    document.getElementById('observed').textContent = 'cross-origin';
+  }
+});
 "#;
 
 /// `GET /frame?user=&resource=`: the activity inside an iframe of this page, with the login
@@ -195,7 +205,7 @@ pub(super) async fn frame(
     let mut src = lms.launch_url(user, resource);
     src.query_pairs_mut().append_pair("storage", "_parent");
     let body = format!(
-        "<h1>Activity</h1>\n<iframe id=\"tool\" name=\"tool\" src=\"{}\" style=\"width:100%;height:32rem;border:1px solid #cbd2d9\"></iframe>\n<script>{STORAGE_JS}</script>\n",
+        "<h1>Activity</h1>\n<iframe id=\"tool\" name=\"tool\" src=\"{}\" style=\"width:100%;height:32rem;border:1px solid #cbd2d9\"></iframe>\n<pre id=\"observed\" class=\"muted\"></pre>\n<script>{STORAGE_JS}</script>\n",
         escape(src.as_str())
     );
     html(StatusCode::OK, document("Activity", &body))
