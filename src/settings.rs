@@ -46,6 +46,7 @@ struct Layered {
     run_worker: Option<bool>,
     key_publish_lead_secs: Option<i64>,
     key_grace_secs: Option<i64>,
+    key_rotation_days: Option<i64>,
 }
 
 const ENV_KEYS: &[&str] = &[
@@ -61,6 +62,7 @@ const ENV_KEYS: &[&str] = &[
     "run_worker",
     "key_publish_lead_secs",
     "key_grace_secs",
+    "key_rotation_days",
 ];
 
 /// The default listen address.
@@ -112,6 +114,7 @@ pub fn load(config: Option<&Path>, flags: &SettingsFlags) -> anyhow::Result<Sett
         .key_publish_lead_secs
         .unwrap_or(s.key_publish_lead_secs);
     s.key_grace_secs = layered.key_grace_secs.unwrap_or(s.key_grace_secs);
+    s.key_rotation_days = layered.key_rotation_days.unwrap_or(s.key_rotation_days);
     anyhow::ensure!(
         (0..=3600).contains(&s.clock_skew_secs),
         "clock_skew_secs must be between 0 and 3600"

@@ -156,8 +156,9 @@ impl App {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
-            if let Err(e) = self.0.keyring.reload().await {
-                tracing::error!(error = %e, "reloading tool keys failed");
+            // Reloads the keys (a rotation by another instance) and rotates on schedule.
+            if let Err(e) = self.0.keyring.rotate_if_due(&self.0.settings).await {
+                tracing::error!(error = %e, "reloading or rotating tool keys failed");
             }
             match self.0.store.sweep_expired().await {
                 Ok(n) if n > 0 => {

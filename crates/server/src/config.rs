@@ -42,6 +42,8 @@ pub struct Settings {
     pub key_publish_lead_secs: i64,
     /// How long a replaced key stays published after the new one starts signing, seconds.
     pub key_grace_secs: i64,
+    /// Rotate the tool key automatically once it has signed this many days (0: never).
+    pub key_rotation_days: i64,
 }
 
 impl Settings {
@@ -62,6 +64,7 @@ impl Settings {
             run_worker: true,
             key_publish_lead_secs: 3600,
             key_grace_secs: 24 * 3600,
+            key_rotation_days: 90,
         }
     }
 

@@ -147,8 +147,119 @@ impl Keyring {
     }
 }
 
+/// Whether the current key has signed for `period_days` with no successor scheduled.
+pub fn rotation_due(
+    statuses: &[(String, KeyStatus, i64, Option<i64>)],
+    now: i64,
+    period_days: i64,
+) -> bool {
+    if period_days <= 0 || statuses.iter().any(|(_, s, _, _)| *s == KeyStatus::Next) {
+        return false;
+    }
+    statuses
+        .iter()
+        .find(|(_, s, _, _)| *s == KeyStatus::Current)
+        .is_some_and(|(_, _, activated, _)| now - activated >= period_days * 86_400 * 1_000_000)
+}
+
+/// Why a token we supposedly signed was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum OwnTokenError {
+    #[error("the token is not an RS256 JWT with a kid")]
+    Shape,
+    #[error("no published key has this kid (unknown or retired)")]
+    UnknownKey,
+    #[error("the token does not verify: {0}")]
+    Invalid(String),
+}
+
+impl Keyring {
+    /// Rotates when the current key is older than the rotation period (checked by every
+    /// instance each minute; the schedule lives in the keys' timestamps).
+    pub async fn rotate_if_due(
+        &self,
+        settings: &crate::Settings,
+    ) -> anyhow::Result<Option<String>> {
+        self.reload().await?;
+        if !rotation_due(&self.statuses(), now_micros(), settings.key_rotation_days) {
+            return Ok(None);
+        }
+        let kid = self
+            .rotate(
+                settings.key_publish_lead_secs,
+                settings.key_grace_secs,
+                &Actor::system("scheduled-rotation"),
+            )
+            .await?;
+        tracing::info!(kid, "rotated the tool key on schedule");
+        Ok(Some(kid))
+    }
+
+    /// Verifies a JWT this tool signed, with any key still published (current, next, or
+    /// retiring within its grace period); `exp` is required.
+    pub fn verify_own<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+    ) -> Result<T, OwnTokenError> {
+        let header = lti::jwt::inspect_header(token).map_err(|_| OwnTokenError::Shape)?;
+        let kid = match (header.alg.as_str(), header.kid) {
+            ("RS256", Some(kid)) => kid,
+            _ => return Err(OwnTokenError::Shape),
+        };
+        let now = now_micros();
+        let snap = self.snapshot();
+        let loaded = snap
+            .iter()
+            .find(|l| l.stored.kid == kid && l.stored.is_published(now))
+            .ok_or(OwnTokenError::UnknownKey)?;
+        let key = jsonwebtoken::DecodingKey::from_jwk(loaded.key.public_jwk())
+            .map_err(|e| OwnTokenError::Invalid(e.to_string()))?;
+        let validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        jsonwebtoken::decode::<T>(token, &key, &validation)
+            .map(|d| d.claims)
+            .map_err(|e| OwnTokenError::Invalid(e.to_string()))
+    }
+}
+
 impl SigningKeySource for Keyring {
     fn signing_key(&self) -> Option<ToolKey> {
         self.current()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(kid: &str, s: KeyStatus, activated: i64) -> (String, KeyStatus, i64, Option<i64>) {
+        (kid.into(), s, activated, None)
+    }
+
+    #[test]
+    fn rotation_is_due_only_for_an_old_current_key_without_a_successor() {
+        let day = 86_400 * 1_000_000;
+        let now = 1_000 * day;
+        assert!(rotation_due(
+            &[status("a", KeyStatus::Current, now - 91 * day)],
+            now,
+            90
+        ));
+        assert!(!rotation_due(
+            &[status("a", KeyStatus::Current, now - 89 * day)],
+            now,
+            90
+        ));
+        assert!(!rotation_due(
+            &[
+                status("b", KeyStatus::Next, now),
+                status("a", KeyStatus::Current, now - 91 * day)
+            ],
+            now,
+            90
+        ));
+        assert!(
+            !rotation_due(&[status("a", KeyStatus::Current, 0)], now, 0),
+            "0 turns it off"
+        );
     }
 }

@@ -111,8 +111,8 @@ impl Store {
             .collect()
     }
 
-    /// Stores a new key that starts signing at `activates_at`, and schedules every key that
-    /// has no retirement yet to retire at `retire_others_at`.
+    /// Stores a new key that starts signing at `activates_at`, and makes every other key
+    /// retire at `retire_others_at` at the latest.
     pub async fn add_tool_key(
         &self,
         master: &MasterKey,
@@ -132,7 +132,7 @@ impl Store {
         on_db!(&self.db, |pool| {
             let mut tx = pool.begin_write().await?;
             if let Some(at) = retire_others_at {
-                sqlx::query("UPDATE tool_keys SET retires_at = $1 WHERE retires_at IS NULL")
+                sqlx::query("UPDATE tool_keys SET retires_at = $1 WHERE retires_at IS NULL OR retires_at > $1")
                     .bind(at)
                     .execute(&mut *tx)
                     .await?;
