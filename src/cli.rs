@@ -151,6 +151,18 @@ pub enum PlatformCommand {
         #[command(flatten)]
         db: DbFlags,
     },
+    /// Store the LTI 1.1 consumer key and secret of the platform's old install, to trust the
+    /// lti1p1 migration claim (the secret is read from LMSBRIDGE_LTI11_SECRET or stdin)
+    SetLti11 {
+        #[arg(long)]
+        tenant: TenantId,
+        #[arg(long)]
+        platform: PlatformId,
+        #[arg(long)]
+        consumer_key: String,
+        #[command(flatten)]
+        db: DbFlags,
+    },
     /// List a tenant's platforms
     List {
         #[arg(long)]
@@ -427,6 +439,37 @@ async fn platform(
                 .await
                 .context("registering the platform")?;
             print_json(&json!({"id": p.id}))
+        }
+        PlatformCommand::SetLti11 {
+            tenant,
+            platform,
+            consumer_key,
+            db,
+        } => {
+            let settings = load(config, &(&db).into())?;
+            let secret = match std::env::var("LMSBRIDGE_LTI11_SECRET") {
+                Ok(s) if !s.is_empty() => s,
+                _ => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .context("reading the secret from stdin")?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            anyhow::ensure!(!secret.is_empty(), "the LTI 1.1 secret is empty");
+            let master = server::master_key::load_or_create(
+                settings.master_key.as_deref(),
+                &settings.data_dir,
+            )?;
+            let store = open_store(&settings).await?;
+            let scope = tenant_scope(&store, tenant).await?;
+            store
+                .tenant(&scope)
+                .set_lti11_credentials(platform, &consumer_key, &secret, &master, &operator())
+                .await
+                .context("storing the LTI 1.1 credentials")?;
+            print_json(&json!({"platform_id": platform, "lti11_consumer_key": consumer_key}))
         }
         PlatformCommand::List { tenant, json, db } => {
             let store = open_store(&load(config, &(&db).into())?).await?;

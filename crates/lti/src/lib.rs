@@ -13,6 +13,7 @@ pub mod jwt;
 pub mod keys;
 pub mod launch;
 pub mod login;
+pub mod migration;
 pub mod nrps;
 pub mod roles;
 pub mod service_url;

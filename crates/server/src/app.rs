@@ -27,6 +27,8 @@ pub(crate) struct Inner {
     pub(crate) wake_worker: Arc<Notify>,
     pub(crate) launch_url: Url,
     pub(crate) base_url: Url,
+    /// Seals and opens per-platform secrets (LTI 1.1 credentials).
+    pub(crate) master: store::crypto::MasterKey,
 }
 
 #[derive(Debug)]
@@ -95,7 +97,7 @@ impl AppBuilder {
                 crate::config::mask_url_password(&settings.database_url)
             )
         })?;
-        let keyring = Arc::new(Keyring::open(store.clone(), master).await?);
+        let keyring = Arc::new(Keyring::open(store.clone(), master.clone()).await?);
         let http = match self.http {
             Some(h) => h,
             None => default_http_client()?,
@@ -115,6 +117,7 @@ impl AppBuilder {
             keyring,
             validator,
             wake_worker: worker.waker(),
+            master,
             settings,
         }));
         Ok(Running { app, worker })

@@ -48,6 +48,8 @@ struct Harness {
     /// Published with `alg: RS512`, so it must not verify RS256 tokens.
     rs512_key: ToolKey,
     public_n: Vec<u8>,
+    app: server::App,
+    master: store::crypto::MasterKey,
     _db: TestDatabase,
 }
 
@@ -91,6 +93,8 @@ async fn harness() -> Harness {
     let dir = std::env::temp_dir().join(format!("lmsbridge-hostile-{}", uuid::Uuid::new_v4()));
     let mut settings = Settings::defaults_for(listener.local_addr().unwrap(), dir);
     settings.database_url = db.url.clone();
+    let master = store::crypto::MasterKey::generate();
+    settings.master_key = Some(master.to_base64());
     let running = AppBuilder::new(settings).build().await.unwrap();
     let store = running.app.store();
     let actor = Actor::system("test");
@@ -114,9 +118,12 @@ async fn harness() -> Harness {
         )
         .await
         .unwrap();
+    let app = running.app.clone();
     let router = server::router(running.app);
     tokio::spawn(async move { axum::serve(listener, router).await });
     Harness {
+        app,
+        master,
         tool,
         http: reqwest::Client::builder()
             .redirect(Policy::none())
@@ -736,4 +743,56 @@ async fn error_pages_reflect_nothing_and_leak_nothing() {
     assert!(!body.contains("<img"), "{body}");
     assert!(!body.contains(&p.state), "the state must not be echoed");
     assert!(body.contains("Reference"), "a correlation id for the admin");
+}
+
+#[tokio::test]
+async fn lti_1_1_migration_ids_are_trusted_only_when_signed_with_the_old_secret() {
+    let h = harness().await;
+    let store = h.app.store();
+    let reg = store
+        .find_platforms(ISSUER, Some(CLIENT_ID))
+        .await
+        .unwrap()
+        .remove(0);
+    store
+        .tenant(&reg.scope)
+        .set_lti11_credentials(
+            reg.platform.id,
+            "old-consumer",
+            "old-secret",
+            &h.master,
+            &Actor::system("t"),
+        )
+        .await
+        .unwrap();
+    let key = encoding_key(&h.platform_key);
+    for (secret, expect) in [
+        ("old-secret", "old-user-42 (verified)"),
+        ("guessed", "old-user-42 (not verified)"),
+    ] {
+        let p = h.login().await;
+        let mut claims = h.claims(&p.nonce);
+        claims["https://purl.imsglobal.org/spec/lti/claim/lti1p1"] =
+            json!({"user_id": "old-user-42", "oauth_consumer_key": "old-consumer"});
+        let typed: lti::LaunchClaims = serde_json::from_value(claims.clone()).unwrap();
+        claims["https://purl.imsglobal.org/spec/lti/claim/lti1p1"]["oauth_consumer_key_sign"] =
+            lti::migration::sign(&typed, CLIENT_ID, "old-consumer", secret).into();
+        let token = sign_raw(
+            &json!({"alg": "RS256", "kid": KID}),
+            claims.to_string().as_bytes(),
+            &key,
+            Algorithm::RS256,
+        );
+        let resp = h
+            .http
+            .post(h.launch_url())
+            .header("cookie", &p.cookie)
+            .form(&[("id_token", token.as_str()), ("state", p.state.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = resp.text().await.unwrap();
+        assert!(body.contains(expect), "{body}");
+    }
 }

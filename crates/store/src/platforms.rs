@@ -398,3 +398,73 @@ impl TenantStore<'_> {
         result
     }
 }
+
+impl TenantStore<'_> {
+    /// Stores the LTI 1.1 consumer key and secret this platform's old install used, sealed
+    /// with the master key.
+    pub async fn set_lti11_credentials(
+        &self,
+        platform: PlatformId,
+        consumer_key: &str,
+        secret: &str,
+        master: &crate::crypto::MasterKey,
+        actor: &Actor,
+    ) -> Result<(), StoreError> {
+        if consumer_key.is_empty() || secret.is_empty() {
+            return Err(StoreError::Invalid(
+                "consumer key and secret are required".into(),
+            ));
+        }
+        self.platform(platform).await?;
+        let sealed = master.seal(secret.as_bytes(), &format!("lti11:{platform}"))?;
+        let tenant = self.scope.tenant_id();
+        let audit = NewAuditEntry::tenant(
+            tenant,
+            actor.clone(),
+            "platform.lti11_credentials_set",
+            format!("platform:{platform}"),
+            serde_json::json!({"consumer_key": consumer_key}),
+        );
+        on_db!(self.db, |pool| {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(
+                "UPDATE platforms SET lti11_consumer_key = $1, lti11_secret_sealed = $2 WHERE id = $3 AND tenant_id = $4",
+            )
+            .bind(consumer_key)
+            .bind(&sealed)
+            .bind(platform.to_string())
+            .bind(tenant.to_string())
+            .execute(&mut *tx)
+            .await?;
+            audit_append!(tx, &audit);
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// The LTI 1.1 consumer key and secret of one of this tenant's platforms, if set.
+    pub async fn lti11_credentials(
+        &self,
+        platform: PlatformId,
+        master: &crate::crypto::MasterKey,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let row: Option<(Option<String>, Option<Vec<u8>>)> = on_db!(self.db, |pool| {
+            sqlx::query_as(
+                "SELECT lti11_consumer_key, lti11_secret_sealed FROM platforms WHERE id = $1 AND tenant_id = $2",
+            )
+            .bind(platform.to_string())
+            .bind(self.scope.tenant_id().to_string())
+            .fetch_optional(pool)
+            .await?
+        });
+        match row {
+            Some((Some(key), Some(sealed))) => {
+                let secret = master.open(&sealed, &format!("lti11:{platform}"))?;
+                let secret = String::from_utf8(secret)
+                    .map_err(|_| StoreError::Corrupt("lti11 secret".into()))?;
+                Ok(Some((key, secret)))
+            }
+            _ => Ok(None),
+        }
+    }
+}

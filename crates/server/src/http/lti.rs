@@ -267,6 +267,7 @@ pub async fn launch(
         ));
     }
 
+    let lti1p1 = lti1p1_mapping(&app, &registration, &claims).await?;
     let code = random_token(32);
     let settings = app.settings();
     let skew = settings.clock_skew_secs;
@@ -320,7 +321,7 @@ pub async fn launch(
             "lis": claims.lis,
             "deep_linking_settings": claims.deep_linking_settings,
             "for_user": claims.for_user,
-            "lti1p1_user_id": claims.lti1p1.as_ref().and_then(|m| m.user_id.clone()),
+            "lti1p1": lti1p1,
             "vendor": claims.vendor_claims().map(|(k, v)| (k.clone(), v.clone())).collect::<serde_json::Map<_, _>>(),
         }),
         handoff_code_hash: sha256_hex(code.as_bytes()),
@@ -386,6 +387,34 @@ pub async fn launch(
     Ok(resp)
 }
 
+/// The LTI 1.1 ids of the migration claim, marked verified only when the platform signed
+/// them with this registration's LTI 1.1 secret.
+async fn lti1p1_mapping(
+    app: &App,
+    registration: &PlatformRegistration,
+    claims: &lti::LaunchClaims,
+) -> Result<Option<serde_json::Value>, LaunchFailure> {
+    let Some(m) = &claims.lti1p1 else {
+        return Ok(None);
+    };
+    let platform = &registration.platform;
+    let credentials = app
+        .store()
+        .tenant(&registration.scope)
+        .lti11_credentials(platform.id, &app.inner().master)
+        .await
+        .map_err(|e| LaunchFailure::Internal(e.into()))?;
+    let verified = credentials.is_some_and(|(key, secret)| {
+        lti::migration::check(claims, &platform.client_id, &key, &secret)
+            == lti::migration::Lti1p1Check::Verified
+    });
+    Ok(Some(serde_json::json!({
+        "user_id": m.user_id, "context_id": m.context_id, "resource_link_id": m.resource_link_id,
+        "tool_consumer_instance_guid": m.tool_consumer_instance_guid, "oauth_consumer_key": m.oauth_consumer_key,
+        "verified": verified,
+    })))
+}
+
 /// lmsbridge's own launch page for tenants without a product URL: the normalised launch,
 /// for admins checking a registration.
 fn summary_page(summary: &serde_json::Value) -> Response {
@@ -411,6 +440,18 @@ fn summary_page(summary: &serde_json::Value) -> Response {
     body.push(Markup::row("Course", &s(&summary["context"]["title"])));
     body.push(Markup::row("Resource", &s(&summary["resource"]["title"])));
     body.push(Markup::row("Launch id", &s(&summary["launch_id"])));
+    let migration = &summary["extras"]["lti1p1"];
+    if !migration.is_null() {
+        let verified = if migration["verified"] == true {
+            "verified"
+        } else {
+            "not verified"
+        };
+        body.push(Markup::row(
+            "LTI 1.1 user id",
+            &format!("{} ({verified})", s(&migration["user_id"])),
+        ));
+    }
     body.push(Markup::raw("</dl>"));
     page(StatusCode::OK, "Launch received", body)
 }

@@ -7,3 +7,8 @@ ALTER TABLE platforms ADD COLUMN accept_new_deployments BOOLEAN NOT NULL DEFAULT
 -- the browser stored there, so the launch can be bound to the browser without a cookie.
 ALTER TABLE login_states ADD COLUMN storage_target TEXT;
 ALTER TABLE login_states ADD COLUMN storage_secret TEXT;
+
+-- The tenant's LTI 1.1 consumer key and secret (sealed with the master key), to verify the
+-- lti1p1 migration claim of platforms moving an LTI 1.1 install to 1.3.
+ALTER TABLE platforms ADD COLUMN lti11_consumer_key TEXT;
+ALTER TABLE platforms ADD COLUMN lti11_secret_sealed BYTEA;
