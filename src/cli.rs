@@ -507,6 +507,7 @@ async fn platform(
                 "login_url": settings.public("lti/login"),
                 "login_url_for_this_registration": settings.public(&format!("lti/login/{}", p.id)),
                 "launch_url": settings.public("lti/launch"),
+                "launch_url_for_this_registration": settings.public(&format!("lti/launch/{}", p.id)),
                 "jwks_url": settings.public(".well-known/jwks.json"),
             });
             let out = json!({"platform": p, "deployments": deployments, "tool": tool});

@@ -796,3 +796,125 @@ async fn lti_1_1_migration_ids_are_trusted_only_when_signed_with_the_old_secret(
         assert!(body.contains(expect), "{body}");
     }
 }
+
+#[tokio::test]
+async fn per_registration_urls_resolve_logins_without_client_id_and_ambiguity_is_refused() {
+    let h = harness().await;
+    let store = h.app.store();
+    let reg = store
+        .find_platforms(ISSUER, Some(CLIENT_ID))
+        .await
+        .unwrap()
+        .remove(0);
+    // A second school on the same (Canvas-style) issuer.
+    store
+        .tenant(&reg.scope)
+        .add_platform(
+            &NewPlatform {
+                kind: PlatformKind::Canvas,
+                issuer: ISSUER.into(),
+                client_id: "second-school".into(),
+                auth_url: reg.platform.auth_url.clone(),
+                token_url: reg.platform.token_url.clone(),
+                jwks_url: reg.platform.jwks_url.clone(),
+                token_audience: None,
+                accept_new_deployments: false,
+                deployment_ids: vec!["dep-1".into()],
+            },
+            &Actor::system("t"),
+        )
+        .await
+        .unwrap();
+    let login = |path: String| {
+        let mut url = h.tool.join(&path).unwrap();
+        url.query_pairs_mut()
+            .append_pair("iss", ISSUER)
+            .append_pair("login_hint", "user-1")
+            .append_pair("target_link_uri", &h.launch_url());
+        h.http.get(url).send()
+    };
+    // The shared issuer without client_id: refused, not guessed.
+    let resp = login("lti/login".into()).await.unwrap();
+    assert_eq!(
+        outcome(&resp.text().await.unwrap()),
+        "registration_ambiguous"
+    );
+    // The registration's own login URL resolves it, and sends the launch to its own URL.
+    let resp = login(format!("lti/login/{}", reg.platform.id))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let auth = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+    let q: HashMap<_, _> = auth.query_pairs().into_owned().collect();
+    let own_launch = h
+        .tool
+        .join(&format!("lti/launch/{}", reg.platform.id))
+        .unwrap();
+    assert_eq!(q["redirect_uri"], own_launch.as_str());
+    assert_eq!(q["client_id"], CLIENT_ID);
+    let key = encoding_key(&h.platform_key);
+    let token = sign_raw(
+        &json!({"alg": "RS256", "kid": KID}),
+        h.claims(&q["nonce"]).to_string().as_bytes(),
+        &key,
+        Algorithm::RS256,
+    );
+    let fields = [("id_token", token.as_str()), ("state", q["state"].as_str())];
+    // Another registration's launch URL refuses a state that is not its own ...
+    let other = store
+        .find_platforms(ISSUER, Some("second-school"))
+        .await
+        .unwrap()
+        .remove(0);
+    let wrong = h
+        .http
+        .post(
+            h.tool
+                .join(&format!("lti/launch/{}", other.platform.id))
+                .unwrap(),
+        )
+        .header("cookie", &cookie)
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome(&wrong.text().await.unwrap()),
+        "registration_unknown"
+    );
+    // ... (and the state is spent), so a fresh login launches at the right one.
+    let resp = login(format!("lti/login/{}", reg.platform.id))
+        .await
+        .unwrap();
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let auth = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+    let q: HashMap<_, _> = auth.query_pairs().into_owned().collect();
+    let token = sign_raw(
+        &json!({"alg": "RS256", "kid": KID}),
+        h.claims(&q["nonce"]).to_string().as_bytes(),
+        &key,
+        Algorithm::RS256,
+    );
+    let ok = h
+        .http
+        .post(own_launch)
+        .header("cookie", &cookie)
+        .form(&[("id_token", token.as_str()), ("state", q["state"].as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(outcome(&ok.text().await.unwrap()), "accepted");
+}

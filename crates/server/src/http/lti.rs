@@ -63,7 +63,8 @@ pub async fn login(
             .ok_or(LaunchFailure::UnknownRegistration)?,
         _ => return Err(LaunchFailure::AmbiguousRegistration),
     };
-    begin(&app, &p, registration).await
+    let redirect = app.inner().launch_url.clone();
+    begin(&app, &p, registration, &redirect).await
 }
 
 /// `GET|POST /lti/login/{registration}`: for platforms that do not send `client_id`.
@@ -90,7 +91,11 @@ pub async fn login_for(
     {
         return Err(LaunchFailure::UnknownRegistration);
     }
-    begin(&app, &p, registration).await
+    // Its launch comes back to the registration's own launch URL too.
+    let redirect = app
+        .settings()
+        .public(&format!("lti/launch/{}", registration.platform.id));
+    begin(&app, &p, registration, &redirect).await
 }
 
 fn required<'a>(v: &'a Option<String>, name: &'static str) -> Result<&'a str, LaunchFailure> {
@@ -104,6 +109,7 @@ async fn begin(
     app: &App,
     p: &LoginInitiation,
     registration: PlatformRegistration,
+    redirect_uri: &Url,
 ) -> Result<Response, LaunchFailure> {
     let login_hint = required(&p.login_hint, "login_hint")?;
     let target = required(&p.target_link_uri, "target_link_uri")?;
@@ -138,7 +144,7 @@ async fn begin(
     let url = AuthRequest {
         auth_url: &registration.platform.auth_url,
         client_id: &registration.platform.client_id,
-        redirect_uri: &app.inner().launch_url,
+        redirect_uri,
         login_hint,
         lti_message_hint: p.lti_message_hint.as_deref(),
         state: &state,
@@ -210,6 +216,29 @@ pub async fn launch(
     headers: HeaderMap,
     form: Result<Form<LaunchForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, LaunchFailure> {
+    finish_launch(app, headers, form, None).await
+}
+
+/// `POST /lti/launch/{registration}`: the same, for logins begun at `/lti/login/{registration}`;
+/// the login state must belong to that registration.
+pub async fn launch_for(
+    State(app): State<App>,
+    Path(registration): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<LaunchForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, LaunchFailure> {
+    let id: PlatformId = registration
+        .parse()
+        .map_err(|_| LaunchFailure::UnknownRegistration)?;
+    finish_launch(app, headers, form, Some(id)).await
+}
+
+async fn finish_launch(
+    app: App,
+    headers: HeaderMap,
+    form: Result<Form<LaunchForm>, axum::extract::rejection::FormRejection>,
+    expected_registration: Option<PlatformId>,
+) -> Result<Response, LaunchFailure> {
     let Form(form) =
         form.map_err(|e| LaunchFailure::BadRequest("launch_request_malformed", e.body_text()))?;
     if let Some(error) = &form.error {
@@ -227,6 +256,9 @@ pub async fn launch(
         .await
         .map_err(|e| LaunchFailure::Internal(e.into()))?
         .ok_or(LaunchFailure::StateUnknown)?;
+    if expected_registration.is_some_and(|id| id != login.platform_id) {
+        return Err(LaunchFailure::UnknownRegistration);
+    }
     let cookie_name = format!("{STATE_COOKIE_PREFIX}{}", &state_hash[..16]);
     // Bound by our cookie, or, where the browser blocked it, by the secret the login put in
     // the platform's storage (checked in the browser before the handoff opens).

@@ -38,6 +38,7 @@ pub fn router(app: App) -> Router {
             get(lti::login_for).post(lti::login_for),
         )
         .route("/lti/launch", post(lti::launch))
+        .route("/lti/launch/{registration}", post(lti::launch_for))
         .route("/api/v1/launches/redeem", post(api::redeem))
         .route("/api/v1/scores", post(api::submit_score))
         .route("/api/v1/scores/{id}", get(api::get_score))
