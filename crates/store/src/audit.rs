@@ -113,16 +113,14 @@ pub fn entry_hash(
 macro_rules! audit_append {
     ($tx:expr, $entry:expr) => {{
         let entry: &$crate::audit::NewAuditEntry = $entry;
-        sqlx::query("INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (chain) DO NOTHING")
-            .bind(&entry.chain)
-            .bind($crate::audit::GENESIS)
-            .execute(&mut *$tx)
-            .await?;
-        // The UPDATE takes the chain head's row lock until commit: one writer per chain.
+        // Creating or advancing the chain head takes its row lock until commit: one writer
+        // per chain. `hash` still holds the previous entry's hash here.
         let (seq, prev): (i64, String) = sqlx::query_as(
-            "UPDATE audit_heads SET seq = seq + 1 WHERE chain = $1 RETURNING seq, hash",
+            "INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, 1, $2) \
+             ON CONFLICT (chain) DO UPDATE SET seq = audit_heads.seq + 1 RETURNING seq, hash",
         )
         .bind(&entry.chain)
+        .bind($crate::audit::GENESIS)
         .fetch_one(&mut *$tx)
         .await?;
         let tenant = entry.tenant_id.map(|t| t.to_string());

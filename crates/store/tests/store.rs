@@ -589,3 +589,25 @@ async fn tool_keys_are_encrypted_at_rest() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn concurrent_writers_keep_one_unbroken_chain() {
+    for_each_db(|store| async move {
+        let a = fixture(&store, "busy", "https://lms.example").await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..24 {
+            let (store, scope) = (store.clone(), a.scope.clone());
+            let mut req = score_request(&a, Some(&format!("k{i}")), f64::from(i % 10));
+            req.request_hash = format!("h{i}");
+            tasks.spawn(async move { store.tenant(&scope).enqueue_score(&req).await });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap().unwrap();
+        }
+        let chain = a.scope.tenant_id().to_string();
+        let report = store.verify_audit(Some(&chain)).await.unwrap().remove(0);
+        assert!(report.is_intact(), "{report:?}");
+        assert_eq!(report.entries, 3 + 24);
+    })
+    .await;
+}
