@@ -702,10 +702,10 @@ async fn a_launch_cannot_be_replayed() {
         h.post(Some(&p.cookie), &fields).await,
         (200, "accepted".to_owned())
     );
-    // The same post again: the state was consumed.
+    // The same post again: its nonce was spent with the first launch.
     assert_eq!(
         h.post(Some(&p.cookie), &fields).await,
-        (400, "state_unknown".to_owned())
+        (401, "nonce_replayed".to_owned())
     );
     // The same token under a fresh login: its nonce is not this login's.
     let fresh = h.login().await;
@@ -889,7 +889,7 @@ async fn per_registration_urls_resolve_logins_without_client_id_and_ambiguity_is
         outcome(&wrong.text().await.unwrap()),
         "registration_unknown"
     );
-    // ... (and the state is spent), so a fresh login launches at the right one.
+    // ... and the right one accepts a fresh login.
     let resp = login(format!("lti/login/{}", reg.platform.id))
         .await
         .unwrap();

@@ -180,10 +180,10 @@ async fn a_student_launch_is_validated_recorded_and_summarised() {
     assert!(body.contains("Ada Lovelace"));
     assert!(body.contains("Introduction to Biology"));
     assert!(body.contains("learner"));
-    // The same state cannot launch twice.
+    // The same launch cannot be posted twice: its nonce is spent.
     let (status, body) = e.finish(&p).await;
-    assert_eq!(status, 400);
-    assert_eq!(check(&body), "state_unknown");
+    assert_eq!(status, 401);
+    assert_eq!(check(&body), "nonce_replayed");
 }
 
 #[tokio::test]

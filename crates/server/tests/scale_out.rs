@@ -143,7 +143,7 @@ async fn login_on_one_instance_launch_on_the_other() {
         let page = launch.text().await.unwrap();
         assert_eq!(status, 200, "{page}");
         assert!(page.contains("Launch received"));
-        // The state is gone for both instances now.
+        // The launch is spent for both instances now.
         let again = http
             .post(public.join("lti/launch").unwrap())
             .header("cookie", &cookie)
@@ -151,7 +151,7 @@ async fn login_on_one_instance_launch_on_the_other() {
             .send()
             .await
             .unwrap();
-        assert_eq!(again.status(), 400);
+        assert_eq!(again.status(), 401);
     }
     let launches = store
         .tenant(&scope)

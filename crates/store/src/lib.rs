@@ -28,7 +28,6 @@ pub use db::{Backend, now_micros};
 pub use error::StoreError;
 pub use keys::{KeyStatus, StoredToolKey};
 pub use launches::{LaunchContext, LaunchPerson, NewLaunch, RecordedLaunch};
-pub use lti_state::LoginState;
 pub use platforms::{NewPlatform, PlatformRegistration};
 pub use scores::{
     AttemptOutcome, ClaimedScore, EnqueueOutcome, ScoreAttempt, ScoreRecord, ScoreRequest,

@@ -344,27 +344,6 @@ async fn launch_records_are_single_use_and_upsert() {
         assert_eq!(summary["person"]["name"], "Ada Lovelace");
         assert_eq!(summary["context"]["title"], "Biology");
         assert_eq!(sa.redeem_handoff(&code).await.unwrap(), None);
-        // Login states work once.
-        let state = LoginState {
-            platform_id: a.platform.id,
-            nonce: "n".into(),
-            target_link_uri: "https://tool/".into(),
-            expires_at: now_micros() + 60_000_000,
-            storage_target: Some("_parent".into()),
-            storage_secret: Some("s3cret".into()),
-        };
-        store.save_login_state("s1", &state).await.unwrap();
-        assert_eq!(
-            store.take_login_state("s1").await.unwrap(),
-            Some(state.clone())
-        );
-        assert_eq!(store.take_login_state("s1").await.unwrap(), None);
-        let expired = LoginState {
-            expires_at: now_micros() - 1,
-            ..state
-        };
-        store.save_login_state("s2", &expired).await.unwrap();
-        assert_eq!(store.take_login_state("s2").await.unwrap(), None);
     })
     .await;
 }

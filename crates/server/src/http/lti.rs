@@ -2,6 +2,7 @@
 
 use super::error::LaunchFailure;
 use super::html::{Markup, page};
+use super::login_state::{self, LoginState};
 use super::storage;
 use crate::App;
 use adapters::lti_roles;
@@ -14,10 +15,7 @@ use lti::LaunchExpectations;
 use lti::login::{AuthRequest, LoginInitiation};
 use serde::Deserialize;
 use store::crypto::{constant_time_eq, random_token, sha256_hex};
-use store::{
-    LaunchContext, LaunchPerson, LoginState, NewLaunch, PlatformRegistration, StoreError,
-    now_micros,
-};
+use store::{LaunchContext, LaunchPerson, NewLaunch, PlatformRegistration, StoreError, now_micros};
 use url::Url;
 
 const STATE_COOKIE_PREFIX: &str = "lmsb_state_";
@@ -118,29 +116,26 @@ async fn begin(
     if !belongs_to_tool(&app.inner().base_url, &target_url) {
         return Err(LaunchFailure::ForeignTarget);
     }
-    let state = random_token(32);
     let nonce = random_token(32);
     let settings = app.settings();
-    let state_hash = sha256_hex(state.as_bytes());
     let storage_target = p
         .lti_storage_target
         .as_deref()
         .filter(|t| storage::valid_target(t));
     let storage_secret = storage_target.map(|_| random_token(32));
-    app.store()
-        .save_login_state(
-            &state_hash,
-            &LoginState {
-                platform_id: registration.platform.id,
-                nonce: nonce.clone(),
-                target_link_uri: target.to_owned(),
-                expires_at: now_micros() + settings.login_state_ttl_secs * 1_000_000,
-                storage_target: storage_target.map(str::to_owned),
-                storage_secret: storage_secret.clone(),
-            },
-        )
-        .await
-        .map_err(|e| LaunchFailure::Internal(e.into()))?;
+    let state = login_state::seal(
+        &app.inner().master,
+        &LoginState {
+            platform_id: registration.platform.id,
+            nonce: nonce.clone(),
+            target_link_uri: target.to_owned(),
+            expires_at: now_micros() + settings.login_state_ttl_secs * 1_000_000,
+            storage_target: storage_target.map(str::to_owned),
+            storage_secret: storage_secret.clone(),
+        },
+    )
+    .map_err(LaunchFailure::Internal)?;
+    let state_hash = sha256_hex(state.as_bytes());
     let url = AuthRequest {
         auth_url: &registration.platform.auth_url,
         client_id: &registration.platform.client_id,
@@ -162,7 +157,7 @@ async fn begin(
         _ => Redirect::to(url.as_str()).into_response(),
     };
     // The cookie is set either way: where the browser keeps it, it is the simpler binding.
-    let cookie = state_cookie(app, &state_hash, &state, settings.login_state_ttl_secs);
+    let cookie = state_cookie(app, &state_hash, settings.login_state_ttl_secs);
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -178,8 +173,11 @@ fn belongs_to_tool(base: &Url, target: &Url) -> bool {
 /// `Partitioned`, for browsers that partition third-party cookies) is what an LMS iframe
 /// needs; plain-http development setups get `SameSite=Lax`, since browsers drop insecure
 /// `SameSite=None` cookies.
-fn state_cookie(app: &App, state_hash: &str, value: &str, max_age: i64) -> String {
+fn state_cookie(app: &App, state_hash: &str, max_age: i64) -> String {
+    // Named by the state's hash and holding all of it, so a browser can hold several logins
+    // (several LMS tabs) at once.
     let name = format!("{STATE_COOKIE_PREFIX}{}", &state_hash[..16]);
+    let value = state_hash;
     let secure = app.settings().public_url.scheme() == "https";
     let attrs = if secure {
         "SameSite=None; Secure; Partitioned"
@@ -250,12 +248,7 @@ async fn finish_launch(
     let state = required(&form.state, "state")?;
     let id_token = required(&form.id_token, "id_token")?;
     let state_hash = sha256_hex(state.as_bytes());
-    let login = app
-        .store()
-        .take_login_state(&state_hash)
-        .await
-        .map_err(|e| LaunchFailure::Internal(e.into()))?
-        .ok_or(LaunchFailure::StateUnknown)?;
+    let login = login_state::open(&app.inner().master, state).ok_or(LaunchFailure::StateUnknown)?;
     if expected_registration.is_some_and(|id| id != login.platform_id) {
         return Err(LaunchFailure::UnknownRegistration);
     }
@@ -263,7 +256,7 @@ async fn finish_launch(
     // Bound by our cookie, or, where the browser blocked it, by the secret the login put in
     // the platform's storage (checked in the browser before the handoff opens).
     let storage_binding = match cookie_value(&headers, &cookie_name) {
-        Some(v) if constant_time_eq(v.as_bytes(), state.as_bytes()) => None,
+        Some(v) if constant_time_eq(v.as_bytes(), state_hash.as_bytes()) => None,
         _ => match (&login.storage_target, &login.storage_secret) {
             (Some(target), Some(secret)) => Some((target.clone(), secret.clone())),
             _ => return Err(LaunchFailure::StateNotBound),

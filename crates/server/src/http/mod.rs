@@ -3,6 +3,7 @@
 mod api;
 mod error;
 mod html;
+mod login_state;
 mod lti;
 mod ops;
 mod storage;
