@@ -27,8 +27,9 @@ pub(crate) struct Inner {
     pub(crate) wake_worker: Arc<Notify>,
     pub(crate) launch_url: Url,
     pub(crate) base_url: Url,
-    /// Seals and opens per-platform secrets (LTI 1.1 credentials).
+    /// Seals and opens per-platform secrets (LTI 1.1 credentials) and login states.
     pub(crate) master: store::crypto::MasterKey,
+    pub(crate) registrations: crate::registrations::Registrations,
 }
 
 #[derive(Debug)]
@@ -113,6 +114,10 @@ impl AppBuilder {
         let app = App(Arc::new(Inner {
             launch_url: settings.public("lti/launch"),
             base_url: settings.public(""),
+            registrations: crate::registrations::Registrations::new(
+                store.clone(),
+                Duration::from_secs(30),
+            ),
             store,
             keyring,
             validator,

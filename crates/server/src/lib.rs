@@ -8,6 +8,7 @@ pub mod config;
 mod http;
 pub mod keyring;
 pub mod master_key;
+mod registrations;
 
 pub use app::{App, AppBuilder, Running};
 pub use config::{LogFormat, Settings};

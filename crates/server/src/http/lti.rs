@@ -49,16 +49,14 @@ pub async fn login(
 ) -> Result<Response, LaunchFailure> {
     let iss = required(&p.iss, "iss")?;
     let found = app
-        .store()
-        .find_platforms(iss, p.client_id.as_deref())
+        .inner()
+        .registrations
+        .for_login(iss, p.client_id.as_deref())
         .await
         .map_err(|e| LaunchFailure::Internal(e.into()))?;
-    let registration = match found.len() {
-        0 => return Err(LaunchFailure::UnknownRegistration),
-        1 => found
-            .into_iter()
-            .next()
-            .ok_or(LaunchFailure::UnknownRegistration)?,
+    let registration = match found.as_slice() {
+        [] => return Err(LaunchFailure::UnknownRegistration),
+        [one] => one.registration.clone(),
         _ => return Err(LaunchFailure::AmbiguousRegistration),
     };
     let redirect = app.inner().launch_url.clone();
@@ -75,11 +73,14 @@ pub async fn login_for(
         .parse()
         .map_err(|_| LaunchFailure::UnknownRegistration)?;
     let registration = app
-        .store()
-        .platform_registration(id)
+        .inner()
+        .registrations
+        .by_id(id)
         .await
         .map_err(|e| LaunchFailure::Internal(e.into()))?
-        .ok_or(LaunchFailure::UnknownRegistration)?;
+        .ok_or(LaunchFailure::UnknownRegistration)?
+        .registration
+        .clone();
     let iss = required(&p.iss, "iss")?;
     // The URL names the registration; the request must still agree with it.
     if iss != registration.platform.issuer
@@ -262,12 +263,14 @@ async fn finish_launch(
             _ => return Err(LaunchFailure::StateNotBound),
         },
     };
-    let registration = app
-        .store()
-        .platform_registration(login.platform_id)
+    let resolved = app
+        .inner()
+        .registrations
+        .by_id(login.platform_id)
         .await
         .map_err(|e| LaunchFailure::Internal(e.into()))?
         .ok_or(LaunchFailure::UnknownRegistration)?;
+    let registration = &resolved.registration;
     let platform = &registration.platform;
     let now = now_micros() / 1_000_000;
     let claims = app
@@ -292,7 +295,7 @@ async fn finish_launch(
         ));
     }
 
-    let lti1p1 = lti1p1_mapping(&app, &registration, &claims).await?;
+    let lti1p1 = lti1p1_mapping(&app, registration, &claims).await?;
     let code = random_token(32);
     let settings = app.settings();
     let skew = settings.clock_skew_secs;
@@ -380,17 +383,11 @@ async fn finish_launch(
         tenant = %registration.scope.tenant_id(),
         "launch accepted"
     );
-    let tenant = app
-        .store()
-        .tenant(&registration.scope)
-        .tenant()
-        .await
-        .map_err(|e| LaunchFailure::Internal(e.into()))?;
     let clear = format!(
         "{cookie_name}=; Path={}; Max-Age=0; HttpOnly",
         app.inner().launch_url.path()
     );
-    let mut resp = match (tenant.launch_url, storage_binding) {
+    let mut resp = match (resolved.launch_url.clone(), storage_binding) {
         (Some(mut product), binding) => {
             product.query_pairs_mut().append_pair("code", &code);
             match binding {
