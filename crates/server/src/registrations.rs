@@ -22,14 +22,16 @@ pub struct Resolved {
 }
 
 type LoginKey = (String, Option<String>);
+/// Entries with the time they were read.
+type Timed<K, T> = Mutex<HashMap<K, (Instant, T)>>;
 
 /// The cache.
 #[derive(Debug)]
 pub struct Registrations {
     store: Store,
     ttl: Duration,
-    by_id: Mutex<HashMap<PlatformId, (Instant, Arc<Resolved>)>>,
-    by_login: Mutex<HashMap<LoginKey, (Instant, Vec<Arc<Resolved>>)>>,
+    by_id: Timed<PlatformId, Arc<Resolved>>,
+    by_login: Timed<LoginKey, Vec<Arc<Resolved>>>,
 }
 
 /// Entries kept at most, per map; past it the map is cleared (a crude bound on memory when
