@@ -109,56 +109,84 @@ pub fn entry_hash(
     sha256_hex(canonical.to_string().as_bytes())
 }
 
-/// Appends an entry inside an open transaction (`$tx`). Expands per dialect.
+/// A query builder for the database of an open transaction (pins the dialect for
+/// multi-row statements built at run time).
+pub(crate) fn builder_for<DB: sqlx::Database>(
+    _tx: &sqlx::Transaction<'_, DB>,
+    sql: &'static str,
+) -> sqlx::QueryBuilder<DB> {
+    sqlx::QueryBuilder::new(sql)
+}
+
+/// Appends entries of one chain, in order, inside an open transaction (`$tx`). Expands per
+/// dialect.
+macro_rules! audit_append_all {
+    ($tx:expr, $entries:expr) => {{
+        let entries: &[$crate::audit::NewAuditEntry] = $entries;
+        if let Some(first) = entries.first() {
+            let count = i64::try_from(entries.len()).unwrap_or(i64::MAX);
+            // Creating or advancing the chain head takes its row lock until commit: one
+            // writer per chain. `hash` still holds the previous entry's hash here.
+            let (last_seq, mut prev): (i64, String) = sqlx::query_as(
+                "INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, $2, $3) \
+                 ON CONFLICT (chain) DO UPDATE SET seq = audit_heads.seq + $2 RETURNING seq, hash",
+            )
+            .bind(&first.chain)
+            .bind(count)
+            .bind($crate::audit::GENESIS)
+            .fetch_one(&mut *$tx)
+            .await?;
+            let mut rows = Vec::with_capacity(entries.len());
+            for (offset, entry) in (1..).zip(entries) {
+                let seq = last_seq - count + offset;
+                let tenant = entry.tenant_id.map(|t| t.to_string());
+                let detail = entry.detail.to_string();
+                let hash = $crate::audit::entry_hash(
+                    &entry.chain,
+                    seq,
+                    tenant.as_deref(),
+                    entry.at,
+                    entry.actor.kind.as_str(),
+                    &entry.actor.id,
+                    entry.action,
+                    &entry.subject,
+                    &detail,
+                    &prev,
+                );
+                rows.push((entry, seq, tenant, detail, std::mem::replace(&mut prev, hash.clone()), hash));
+            }
+            let mut insert = $crate::audit::builder_for(
+                &$tx,
+                "INSERT INTO audit_log (chain, seq, tenant_id, at, actor_kind, actor_id, action, subject, detail, prev_hash, hash) ",
+            );
+            insert.push_values(&rows, |mut b, (entry, seq, tenant, detail, prev_hash, hash)| {
+                b.push_bind(&entry.chain)
+                    .push_bind(*seq)
+                    .push_bind(tenant)
+                    .push_bind(entry.at)
+                    .push_bind(entry.actor.kind.as_str())
+                    .push_bind(&entry.actor.id)
+                    .push_bind(entry.action)
+                    .push_bind(&entry.subject)
+                    .push_bind(detail)
+                    .push_bind(prev_hash)
+                    .push_bind(hash);
+            });
+            insert.build().execute(&mut *$tx).await?;
+            sqlx::query("UPDATE audit_heads SET hash = $2 WHERE chain = $1")
+                .bind(&first.chain)
+                .bind(&prev)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    }};
+}
+
+/// Appends one entry inside an open transaction (`$tx`).
 macro_rules! audit_append {
     ($tx:expr, $entry:expr) => {{
         let entry: &$crate::audit::NewAuditEntry = $entry;
-        // Creating or advancing the chain head takes its row lock until commit: one writer
-        // per chain. `hash` still holds the previous entry's hash here.
-        let (seq, prev): (i64, String) = sqlx::query_as(
-            "INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, 1, $2) \
-             ON CONFLICT (chain) DO UPDATE SET seq = audit_heads.seq + 1 RETURNING seq, hash",
-        )
-        .bind(&entry.chain)
-        .bind($crate::audit::GENESIS)
-        .fetch_one(&mut *$tx)
-        .await?;
-        let tenant = entry.tenant_id.map(|t| t.to_string());
-        let detail = entry.detail.to_string();
-        let hash = $crate::audit::entry_hash(
-            &entry.chain,
-            seq,
-            tenant.as_deref(),
-            entry.at,
-            entry.actor.kind.as_str(),
-            &entry.actor.id,
-            entry.action,
-            &entry.subject,
-            &detail,
-            &prev,
-        );
-        sqlx::query(
-            "INSERT INTO audit_log (chain, seq, tenant_id, at, actor_kind, actor_id, action, subject, detail, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(&entry.chain)
-        .bind(seq)
-        .bind(&tenant)
-        .bind(entry.at)
-        .bind(entry.actor.kind.as_str())
-        .bind(&entry.actor.id)
-        .bind(entry.action)
-        .bind(&entry.subject)
-        .bind(&detail)
-        .bind(&prev)
-        .bind(&hash)
-        .execute(&mut *$tx)
-        .await?;
-        sqlx::query("UPDATE audit_heads SET hash = $2 WHERE chain = $1")
-            .bind(&entry.chain)
-            .bind(&hash)
-            .execute(&mut *$tx)
-            .await?;
+        audit_append_all!($tx, std::slice::from_ref(entry));
     }};
 }
 
