@@ -17,6 +17,7 @@ pub mod audit;
 pub mod crypto;
 mod error;
 pub mod keys;
+mod launch_batch;
 mod launches;
 mod lti_state;
 mod platforms;
@@ -27,6 +28,7 @@ pub mod testing;
 pub use db::{Backend, now_micros};
 pub use error::StoreError;
 pub use keys::{KeyStatus, StoredToolKey};
+pub use launch_batch::LaunchRefusal;
 pub use launches::{LaunchContext, LaunchPerson, NewLaunch, RecordedLaunch};
 pub use platforms::{NewPlatform, PlatformRegistration};
 pub use scores::{

@@ -590,3 +590,100 @@ async fn concurrent_writers_keep_one_unbroken_chain() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_batch_records_each_launch_or_refuses_it_alone() {
+    for_each_db(|store| async move {
+        let a = fixture(&store, "batch-a", "https://lms.example").await;
+        let b = fixture(&store, "batch-b", "https://lms.example").await;
+        let launch = |f: &Fixture, nonce: &str, user: &str, code: &str| {
+            let mut l = new_launch(f.platform.id, nonce, code);
+            l.person.as_mut().unwrap().platform_user_id = user.into();
+            (f.scope.clone(), l)
+        };
+        let mut unknown = launch(&a, "n-5", "u-5", "c-5");
+        unknown.1.deployment_id = "nope".into();
+        let batch = vec![
+            launch(&a, "n-1", "u-1", "c-1"),
+            launch(&a, "n-2", "u-1", "c-2"), // the same person twice
+            launch(&b, "n-1", "u-1", "c-3"), // same nonce, other platform: fine
+            launch(&a, "n-1", "u-2", "c-4"), // nonce reused within the batch
+            unknown,                         // unknown deployment
+            launch(&a, "nonce-batch-a", "u-3", "c-6"), // nonce used by the fixture's launch
+            (a.scope.clone(), new_launch(b.platform.id, "n-7", "c-7")), // B's platform under A
+        ];
+        let results = store.record_launches(&batch).await.unwrap();
+        let kinds: Vec<Result<(), LaunchRefusal>> = results
+            .iter()
+            .map(|r| r.as_ref().map(|_| ()).map_err(|e| *e))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                Ok(()),
+                Ok(()),
+                Ok(()),
+                Err(LaunchRefusal::NonceReplayed),
+                Err(LaunchRefusal::UnknownDeployment),
+                Err(LaunchRefusal::NonceReplayed),
+                Err(LaunchRefusal::UnknownDeployment),
+            ]
+        );
+        let r0 = results[0].as_ref().unwrap();
+        let r1 = results[1].as_ref().unwrap();
+        assert_eq!(r0.person_id, r1.person_id, "one person, one id");
+        assert_ne!(
+            r0.person_id,
+            results[2].as_ref().unwrap().person_id,
+            "other platform, other person"
+        );
+        // The handoffs work, each for its own tenant.
+        assert!(
+            store
+                .tenant(&a.scope)
+                .redeem_handoff(&sha256_hex(b"c-2"))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            store
+                .tenant(&a.scope)
+                .redeem_handoff(&sha256_hex(b"c-3"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .tenant(&b.scope)
+                .redeem_handoff(&sha256_hex(b"c-3"))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            store
+                .tenant(&a.scope)
+                .redeem_handoff(&sha256_hex(b"c-4"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Both chains hold their new entries, intact.
+        for (f, expected) in [(&a, 2), (&b, 1)] {
+            let chain = f.scope.tenant_id().to_string();
+            let report = store.verify_audit(Some(&chain)).await.unwrap().remove(0);
+            assert!(report.is_intact(), "{report:?}");
+            let launches = store
+                .audit_entries(&chain)
+                .await
+                .unwrap()
+                .iter()
+                .filter(|e| e.action == "launch.accepted")
+                .count();
+            assert_eq!(launches, 1 + expected);
+        }
+    })
+    .await;
+}
