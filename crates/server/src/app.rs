@@ -30,6 +30,7 @@ pub(crate) struct Inner {
     /// Seals and opens per-platform secrets (LTI 1.1 credentials) and login states.
     pub(crate) master: store::crypto::MasterKey,
     pub(crate) registrations: crate::registrations::Registrations,
+    pub(crate) launches: crate::launch_batcher::LaunchBatcher,
 }
 
 #[derive(Debug)]
@@ -117,6 +118,14 @@ impl AppBuilder {
             registrations: crate::registrations::Registrations::new(
                 store.clone(),
                 Duration::from_secs(30),
+            ),
+            launches: crate::launch_batcher::LaunchBatcher::spawn(
+                store.clone(),
+                match store.backend() {
+                    store::Backend::Sqlite => 1,
+                    store::Backend::Postgres => 4,
+                },
+                128,
             ),
             store,
             keyring,

@@ -7,6 +7,7 @@ mod app;
 pub mod config;
 mod http;
 pub mod keyring;
+mod launch_batcher;
 pub mod master_key;
 mod registrations;
 

@@ -5,6 +5,7 @@ use super::html::{Markup, page};
 use super::login_state::{self, LoginState};
 use super::storage;
 use crate::App;
+use crate::launch_batcher::RecordError;
 use adapters::lti_roles;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -15,7 +16,9 @@ use lti::LaunchExpectations;
 use lti::login::{AuthRequest, LoginInitiation};
 use serde::Deserialize;
 use store::crypto::{constant_time_eq, random_token, sha256_hex};
-use store::{LaunchContext, LaunchPerson, NewLaunch, PlatformRegistration, StoreError, now_micros};
+use store::{
+    LaunchContext, LaunchPerson, LaunchRefusal, NewLaunch, PlatformRegistration, now_micros,
+};
 use url::Url;
 
 const STATE_COOKIE_PREFIX: &str = "lmsb_state_";
@@ -355,12 +358,20 @@ async fn finish_launch(
         handoff_code_hash: sha256_hex(code.as_bytes()),
         handoff_expires_at: now_micros() + settings.handoff_ttl_secs * 1_000_000,
     };
-    let tenant_store = app.store().tenant(&registration.scope);
-    let recorded = match tenant_store.record_launch(&launch).await {
+    let recorded = match app
+        .inner()
+        .launches
+        .record(registration.scope.clone(), launch)
+        .await
+    {
         Ok(r) => r,
-        Err(StoreError::UnknownDeployment) if platform.accept_new_deployments => {
+        Err(RecordError::Refused(LaunchRefusal::UnknownDeployment))
+            if platform.accept_new_deployments =>
+        {
             // Canvas creates a deployment per install: keep it for an admin to approve.
-            if tenant_store
+            if app
+                .store()
+                .tenant(&registration.scope)
                 .note_pending_deployment(platform, &claims.deployment_id)
                 .await
                 .map_err(|e| LaunchFailure::Internal(e.into()))?
@@ -369,13 +380,17 @@ async fn finish_launch(
             }
             return Err(LaunchFailure::DeploymentPending);
         }
-        Err(StoreError::UnknownDeployment) => {
+        Err(RecordError::Refused(LaunchRefusal::UnknownDeployment)) => {
             return Err(LaunchFailure::Token(lti::LaunchError::UnknownDeployment));
         }
-        Err(StoreError::Conflict("nonce already used")) => {
+        Err(RecordError::Refused(LaunchRefusal::NonceReplayed)) => {
             return Err(LaunchFailure::NonceReplayed);
         }
-        Err(other) => return Err(LaunchFailure::Internal(other.into())),
+        Err(RecordError::Failed) => {
+            return Err(LaunchFailure::Internal(anyhow::anyhow!(
+                "the launch could not be recorded"
+            )));
+        }
     };
     tracing::info!(
         launch = %recorded.launch_id,
