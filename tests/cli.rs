@@ -133,7 +133,6 @@ async fn serve_answers_health_ready_and_a_public_only_jwks_then_stops_on_sigterm
 #[test]
 fn tenant_platform_and_deployment_from_the_shell() {
     let dir = data_dir();
-    let d = dir.to_str().unwrap();
     let tenant = json(&run(
         &dir,
         &[
@@ -271,7 +270,6 @@ fn tenant_platform_and_deployment_from_the_shell() {
         String::from_utf8_lossy(&verified.stderr)
     );
     assert!(String::from_utf8_lossy(&verified.stdout).contains("intact"));
-    let _ = d;
     let _ = std::fs::remove_dir_all(dir);
 }
 

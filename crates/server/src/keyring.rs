@@ -87,8 +87,7 @@ impl Keyring {
     /// Every key with its status now, newest first.
     pub fn statuses(&self) -> Vec<(String, KeyStatus, i64, Option<i64>)> {
         let snap = self.snapshot();
-        let stored: Vec<StoredToolKey> = snap.iter().map(|l| l.stored.clone()).collect();
-        key_statuses(&stored, now_micros())
+        key_statuses(snap.iter().map(|l| &l.stored), now_micros())
             .into_iter()
             .map(|(k, s)| (k.kid.clone(), s, k.activates_at, k.retires_at))
             .collect()
@@ -97,9 +96,9 @@ impl Keyring {
     /// The key that signs now.
     pub fn current(&self) -> Option<ToolKey> {
         let snap = self.snapshot();
-        let stored: Vec<StoredToolKey> = snap.iter().map(|l| l.stored.clone()).collect();
         let now = now_micros();
-        let kid = key_statuses(&stored, now)
+        // No copies of the private keys: statuses are read off the loaded keys in place.
+        let kid = key_statuses(snap.iter().map(|l| &l.stored), now)
             .into_iter()
             .find(|(_, s)| *s == KeyStatus::Current)
             .map(|(k, _)| k.kid.clone())?;

@@ -57,8 +57,11 @@ impl StoredToolKey {
 }
 
 /// Works out each key's status at `now`; input in any order, output newest first.
-pub fn key_statuses(keys: &[StoredToolKey], now: i64) -> Vec<(&StoredToolKey, KeyStatus)> {
-    let mut sorted: Vec<&StoredToolKey> = keys.iter().collect();
+pub fn key_statuses<'a>(
+    keys: impl IntoIterator<Item = &'a StoredToolKey>,
+    now: i64,
+) -> Vec<(&'a StoredToolKey, KeyStatus)> {
+    let mut sorted: Vec<&StoredToolKey> = keys.into_iter().collect();
     sorted.sort_by(|a, b| b.activates_at.cmp(&a.activates_at).then(b.kid.cmp(&a.kid)));
     let current = sorted
         .iter()
