@@ -194,10 +194,10 @@ impl LmsAdapter for LtiAdapter {
                 .members
                 .into_iter()
                 .map(|m| RosterMember {
-                    status: match m.status.as_deref() {
-                        Some("Inactive") => EnrollmentStatus::Inactive,
-                        Some("Deleted") => EnrollmentStatus::Deleted,
-                        _ => EnrollmentStatus::Active,
+                    status: match m.status {
+                        lti::nrps::MemberStatus::Active => EnrollmentStatus::Active,
+                        lti::nrps::MemberStatus::Inactive => EnrollmentStatus::Inactive,
+                        lti::nrps::MemberStatus::Deleted => EnrollmentStatus::Deleted,
                     },
                     roles: roles(&m.roles),
                     platform_user_id: m.user_id,
