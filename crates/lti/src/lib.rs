@@ -7,6 +7,7 @@
 
 pub mod ags;
 pub mod claims;
+pub mod deep_linking;
 pub mod http_error;
 pub mod jwks;
 pub mod jwt;
