@@ -82,7 +82,7 @@ fn page(members: Vec<Value>, links: &[String]) -> Response {
 }
 
 /// Checks the bearer token and records the request; `Err` is the 401 answer.
-fn admit(p: &Platform, headers: &HeaderMap, query: &str) -> Result<(), Response> {
+fn admit(p: &Platform, headers: &HeaderMap, query: &str) -> Result<(), Box<Response>> {
     let mut seen = p.seen();
     seen.queries.push(query.to_owned());
     seen.accepts.push(
@@ -98,12 +98,14 @@ fn admit(p: &Platform, headers: &HeaderMap, query: &str) -> Result<(), Response>
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
     if bearer.is_empty() || seen.revoked.contains(bearer) {
-        return Err((
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"")],
-            "{\"error\":\"invalid_token\"}",
-        )
-            .into_response());
+        return Err(Box::new(
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"")],
+                "{\"error\":\"invalid_token\"}",
+            )
+                .into_response(),
+        ));
     }
     Ok(())
 }
@@ -116,7 +118,7 @@ async fn members(
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> Response {
     if let Err(r) = admit(&p, &headers, raw.as_deref().unwrap_or_default()) {
-        return r;
+        return *r;
     }
     let n: u32 = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
     // The next link keeps the tool's parameters, as platforms do.
@@ -168,7 +170,7 @@ async fn changes(
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> Response {
     if let Err(r) = admit(&p, &headers, raw.as_deref().unwrap_or_default()) {
-        return r;
+        return *r;
     }
     if q.get("page").map(String::as_str) == Some("2") {
         return page(
@@ -189,7 +191,7 @@ async fn looping(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     if let Err(r) = admit(&p, &headers, "") {
-        return r;
+        return *r;
     }
     let other = if q.get("page").map(String::as_str) == Some("2") {
         1
@@ -205,7 +207,7 @@ async fn looping(
 /// A page whose next link leaves for another host.
 async fn foreign(State(p): State<Platform>, headers: HeaderMap) -> Response {
     if let Err(r) = admit(&p, &headers, "") {
-        return r;
+        return *r;
     }
     page(
         vec![member("u1", "Active", "Learner")],
@@ -220,7 +222,7 @@ async fn status(
     axum::extract::Path(code): axum::extract::Path<String>,
 ) -> Response {
     if let Err(r) = admit(&p, &headers, "") {
-        return r;
+        return *r;
     }
     match code.as_str() {
         "403-rate" => {
