@@ -13,6 +13,7 @@ pub mod jwks;
 pub mod jwt;
 pub mod keys;
 pub mod launch;
+pub mod link_header;
 pub mod login;
 pub mod migration;
 pub mod nrps;
