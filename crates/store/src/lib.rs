@@ -14,6 +14,7 @@
 mod db;
 #[macro_use]
 pub mod audit;
+mod catalog;
 pub mod crypto;
 mod error;
 mod expiry;
@@ -25,6 +26,10 @@ mod scores;
 mod tenants;
 pub mod testing;
 
+pub use catalog::{
+    CatalogItem, CatalogItemChanges, CatalogItemId, CatalogItemType, NewCatalogItem,
+    RESERVED_CUSTOM_PREFIX,
+};
 pub use db::{Backend, now_micros};
 pub use error::StoreError;
 pub use keys::{KeyStatus, StoredToolKey};
