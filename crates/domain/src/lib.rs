@@ -16,6 +16,10 @@ pub use adapter::{
     DeliveryError, DeliveryReceipt, LmsAdapter, PlatformEndpoints, RosterMember, RosterPage,
     RosterRequest, ScoreDelivery, TargetLocation,
 };
+pub use adapter::{
+    GradebookAdapter, LineItemChanges, LineItemFields, LineItemsRequest, PlatformLineItem,
+    PlatformResult, ResultsPage, ResultsRequest,
+};
 pub use ids::*;
 pub use model::*;
 pub use score::*;

@@ -14,16 +14,13 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode, header};
 use lti::ags::{
-    MEDIA_TYPE_SCORE, SCOPE_LINEITEM, SCOPE_LINEITEM_READONLY, SCOPE_RESULT_READONLY, SCOPE_SCORE,
+    MEDIA_TYPE_LINE_ITEM, MEDIA_TYPE_LINE_ITEMS, MEDIA_TYPE_RESULTS, MEDIA_TYPE_SCORE,
+    SCOPE_LINEITEM, SCOPE_LINEITEM_READONLY, SCOPE_RESULT_READONLY, SCOPE_SCORE,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-
-const MEDIA_TYPE_LINE_ITEM: &str = "application/vnd.ims.lis.v2.lineitem+json";
-const MEDIA_TYPE_LINE_ITEMS: &str = "application/vnd.ims.lis.v2.lineitemcontainer+json";
-const MEDIA_TYPE_RESULTS: &str = "application/vnd.ims.lis.v2.resultcontainer+json";
 
 /// AGS §3.4.6 and §3.4.7.
 const ACTIVITY_PROGRESS: &[&str] = &[
@@ -264,7 +261,8 @@ impl SimulatedLms {
         self.authorize(headers, &[SCOPE_LINEITEM, SCOPE_LINEITEM_READONLY])?;
         self.check_course(course_id)?;
         let p = Params::from_query(query);
-        let paging = Paging::from_params(&p, usize::MAX, usize::MAX)?;
+        // Pages as big as NRPS pages unless the tool asks for another size.
+        let paging = Paging::from_params(&p, self.inner.config.page_size, usize::MAX)?;
         let matching: Vec<LineItem> = self
             .state()
             .line_items
@@ -520,7 +518,8 @@ impl SimulatedLms {
         self.check_course(course_id)?;
         let li = self.find_line_item(line_item_id)?;
         let p = Params::from_query(query);
-        let paging = Paging::from_params(&p, usize::MAX, usize::MAX)?;
+        // Pages as big as NRPS pages unless the tool asks for another size.
+        let paging = Paging::from_params(&p, self.inner.config.page_size, usize::MAX)?;
         let li_url = self.line_item_url(&li.id.to_string());
         let results: Vec<Value> = self
             .gradebook()
