@@ -402,6 +402,21 @@ async fn finish_launch(
         "{cookie_name}=; Path={}; Max-Age=0; HttpOnly",
         app.inner().launch_url.path()
     );
+    // Deep Linking 2.0: the teacher picks from the tenant's catalog on lmsbridge's own page.
+    if claims.message() == Some(lti::claims::MessageType::LtiDeepLinkingRequest) {
+        let mut resp = super::deep_linking::open_picker(
+            &app,
+            registration,
+            &claims,
+            &recorded,
+            storage_binding,
+            &state_hash,
+        )?;
+        if let Ok(v) = HeaderValue::from_str(&clear) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+        return Ok(resp);
+    }
     let mut resp = match (resolved.launch_url.clone(), storage_binding) {
         (Some(mut product), binding) => {
             product.query_pairs_mut().append_pair("code", &code);

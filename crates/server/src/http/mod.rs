@@ -1,6 +1,8 @@
 //! Routes and the middleware every request passes through.
 
 mod api;
+mod catalog;
+mod deep_linking;
 mod error;
 mod html;
 mod login_state;
@@ -40,9 +42,20 @@ pub fn router(app: App) -> Router {
         )
         .route("/lti/launch", post(lti::launch))
         .route("/lti/launch/{registration}", post(lti::launch_for))
+        .route(
+            "/lti/deep_linking",
+            get(deep_linking::picker).post(deep_linking::submit),
+        )
         .route("/api/v1/launches/redeem", post(api::redeem))
         .route("/api/v1/scores", post(api::submit_score))
         .route("/api/v1/scores/{id}", get(api::get_score))
+        .route("/api/v1/catalog", get(catalog::list).post(catalog::create))
+        .route(
+            "/api/v1/catalog/{id}",
+            get(catalog::get_item)
+                .patch(catalog::update)
+                .delete(catalog::archive),
+        )
         .with_state(app);
     with_middleware(routes)
 }
