@@ -113,6 +113,20 @@ pub enum TenantCommand {
         #[command(flatten)]
         db: DbFlags,
     },
+    /// Issue the LTI Dynamic Registration URL for a tenant, to paste into Canvas or Moodle
+    /// (shown once; registrations made through it wait for `platform enable`)
+    RegistrationUrl {
+        #[arg(long)]
+        tenant: TenantId,
+        /// How many days the URL stays valid
+        #[arg(long, default_value_t = 14)]
+        days: i64,
+        /// A note for the admin listing, e.g. which school it was sent to
+        #[arg(long)]
+        label: Option<String>,
+        #[command(flatten)]
+        flags: SettingsFlags,
+    },
 }
 
 #[allow(clippy::large_enum_variant)]
@@ -169,6 +183,24 @@ pub enum PlatformCommand {
         tenant: TenantId,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        db: DbFlags,
+    },
+    /// Accept launches from a registration (Dynamic Registration stores them disabled)
+    Enable {
+        #[arg(long)]
+        tenant: TenantId,
+        #[arg(long)]
+        platform: PlatformId,
+        #[command(flatten)]
+        db: DbFlags,
+    },
+    /// Refuse launches from a registration until it is enabled again
+    Disable {
+        #[arg(long)]
+        tenant: TenantId,
+        #[arg(long)]
+        platform: PlatformId,
         #[command(flatten)]
         db: DbFlags,
     },
@@ -393,6 +425,28 @@ async fn tenant(config: Option<&std::path::Path>, command: TenantCommand) -> any
             }
             Ok(())
         }
+        TenantCommand::RegistrationUrl {
+            tenant,
+            days,
+            label,
+            flags,
+        } => {
+            anyhow::ensure!((1..=365).contains(&days), "--days must be between 1 and 365");
+            let settings = load(config, &flags)?;
+            let store = open_store(&settings).await?;
+            let scope = tenant_scope(&store, tenant).await?;
+            let invite = store
+                .tenant(&scope)
+                .issue_registration_invite(label.as_deref(), days * 86_400, &operator())
+                .await?;
+            let mut url = settings.public("lti/register");
+            url.query_pairs_mut().append_pair("invite", invite.token());
+            print_json(&json!({
+                "registration_url": url,
+                "invite_id": invite.id,
+                "expires_at": invite.expires_at,
+            }))
+        }
     }
 }
 
@@ -471,6 +525,16 @@ async fn platform(
                 .context("storing the LTI 1.1 credentials")?;
             print_json(&json!({"platform_id": platform, "lti11_consumer_key": consumer_key}))
         }
+        PlatformCommand::Enable {
+            tenant,
+            platform,
+            db,
+        } => set_enabled(config, tenant, platform, &db, true).await,
+        PlatformCommand::Disable {
+            tenant,
+            platform,
+            db,
+        } => set_enabled(config, tenant, platform, &db, false).await,
         PlatformCommand::List { tenant, json, db } => {
             let store = open_store(&load(config, &(&db).into())?).await?;
             let scope = tenant_scope(&store, tenant).await?;
@@ -480,8 +544,12 @@ async fn platform(
             }
             for p in platforms {
                 println!(
-                    "{}  {:<7} {}  client_id={}",
-                    p.id, p.kind, p.issuer, p.client_id
+                    "{}  {:<7} {}  client_id={}{}",
+                    p.id,
+                    p.kind,
+                    p.issuer,
+                    p.client_id,
+                    if p.enabled { "" } else { "  (disabled)" }
                 );
             }
             Ok(())
@@ -503,6 +571,7 @@ async fn platform(
                 other => other.into(),
             })?;
             let deployments = t.deployments(platform).await?;
+            let (registered_via, platform_configuration) = t.platform_origin(platform).await?;
             let tool = json!({
                 "login_url": settings.public("lti/login"),
                 "login_url_for_this_registration": settings.public(&format!("lti/login/{}", p.id)),
@@ -510,13 +579,24 @@ async fn platform(
                 "launch_url_for_this_registration": settings.public(&format!("lti/launch/{}", p.id)),
                 "jwks_url": settings.public(".well-known/jwks.json"),
             });
-            let out = json!({"platform": p, "deployments": deployments, "tool": tool});
+            let out = json!({
+                "platform": p,
+                "deployments": deployments,
+                "tool": tool,
+                "registered_via": registered_via,
+                "platform_configuration": platform_configuration,
+            });
             if json {
                 return print_json(&out);
             }
             println!(
-                "{} ({}) issuer={} client_id={}",
-                p.id, p.kind, p.issuer, p.client_id
+                "{} ({}) issuer={} client_id={} registered {} {}",
+                p.id,
+                p.kind,
+                p.issuer,
+                p.client_id,
+                registered_via,
+                if p.enabled { "enabled" } else { "DISABLED: run `platform enable`" }
             );
             println!(
                 "  auth:  {}\n  token: {}\n  jwks:  {}",
@@ -532,6 +612,28 @@ async fn platform(
             Ok(())
         }
     }
+}
+
+async fn set_enabled(
+    config: Option<&std::path::Path>,
+    tenant: TenantId,
+    platform: PlatformId,
+    db: &DbFlags,
+    enable: bool,
+) -> anyhow::Result<()> {
+    let store = open_store(&load(config, &db.into())?).await?;
+    let scope = tenant_scope(&store, tenant).await?;
+    let p = store
+        .tenant(&scope)
+        .set_platform_enabled(platform, enable, &operator())
+        .await
+        .map_err(|e| match e {
+            store::StoreError::NotFound => {
+                anyhow::anyhow!("tenant {tenant} has no platform {platform}")
+            }
+            other => other.into(),
+        })?;
+    print_json(&json!({"platform": p.id, "enabled": p.enabled}))
 }
 
 async fn deployment(

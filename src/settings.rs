@@ -47,6 +47,7 @@ struct Layered {
     key_publish_lead_secs: Option<i64>,
     key_grace_secs: Option<i64>,
     key_rotation_days: Option<i64>,
+    tool_name: Option<String>,
 }
 
 const ENV_KEYS: &[&str] = &[
@@ -63,6 +64,7 @@ const ENV_KEYS: &[&str] = &[
     "key_publish_lead_secs",
     "key_grace_secs",
     "key_rotation_days",
+    "tool_name",
 ];
 
 /// The default listen address.
@@ -115,6 +117,13 @@ pub fn load(config: Option<&Path>, flags: &SettingsFlags) -> anyhow::Result<Sett
         .unwrap_or(s.key_publish_lead_secs);
     s.key_grace_secs = layered.key_grace_secs.unwrap_or(s.key_grace_secs);
     s.key_rotation_days = layered.key_rotation_days.unwrap_or(s.key_rotation_days);
+    if let Some(name) = layered.tool_name {
+        anyhow::ensure!(
+            !name.trim().is_empty() && name.len() <= 100,
+            "tool_name must be 1 to 100 characters"
+        );
+        s.tool_name = name;
+    }
     anyhow::ensure!(
         (0..=3600).contains(&s.clock_skew_secs),
         "clock_skew_secs must be between 0 and 3600"

@@ -392,3 +392,123 @@ fn key_rotation_publishes_the_next_key_before_it_signs() {
     assert_eq!(published.as_array().unwrap().len(), 3);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn registration_urls_and_enabling_registrations_from_the_shell() {
+    let dir = data_dir();
+    let tenant = json(&run(&dir, &["tenant", "create", "--name", "Shelbyville"]));
+    let tenant_id = tenant["id"].as_str().unwrap().to_owned();
+    let issued = json(&run(
+        &dir,
+        &[
+            "tenant",
+            "registration-url",
+            "--tenant",
+            &tenant_id,
+            "--days",
+            "3",
+            "--label",
+            "district moodle",
+        ],
+    ));
+    let url = url::Url::parse(issued["registration_url"].as_str().unwrap()).unwrap();
+    assert_eq!(url.path(), "/lti/register");
+    let invite: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    assert_eq!(invite.len(), 1);
+    assert_eq!(invite[0].0, "invite");
+    assert!(
+        invite[0].1.len() >= 32,
+        "the invite is a long random secret"
+    );
+    let bad_days = run(
+        &dir,
+        &[
+            "tenant",
+            "registration-url",
+            "--tenant",
+            &tenant_id,
+            "--days",
+            "0",
+        ],
+    );
+    assert!(!bad_days.status.success());
+
+    let platform = json(&run(
+        &dir,
+        &[
+            "platform",
+            "add",
+            "--tenant",
+            &tenant_id,
+            "--kind",
+            "moodle",
+            "--issuer",
+            "https://moodle.example",
+            "--client-id",
+            "abc",
+            "--auth-url",
+            "https://moodle.example/mod/lti/auth.php",
+            "--token-url",
+            "https://moodle.example/mod/lti/token.php",
+            "--jwks-url",
+            "https://moodle.example/mod/lti/certs.php",
+        ],
+    ));
+    let platform_id = platform["id"].as_str().unwrap().to_owned();
+    let disabled = json(&run(
+        &dir,
+        &[
+            "platform",
+            "disable",
+            "--tenant",
+            &tenant_id,
+            "--platform",
+            &platform_id,
+        ],
+    ));
+    assert_eq!(disabled["enabled"], false);
+    let listed = run(&dir, &["platform", "list", "--tenant", &tenant_id]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("(disabled)"));
+    let enabled = json(&run(
+        &dir,
+        &[
+            "platform",
+            "enable",
+            "--tenant",
+            &tenant_id,
+            "--platform",
+            &platform_id,
+        ],
+    ));
+    assert_eq!(enabled["enabled"], true);
+    let shown = json(&run(
+        &dir,
+        &[
+            "platform",
+            "show",
+            "--tenant",
+            &tenant_id,
+            "--platform",
+            &platform_id,
+            "--json",
+        ],
+    ));
+    assert_eq!(shown["registered_via"], "manual");
+    assert_eq!(shown["platform"]["enabled"], true);
+    let unknown = run(
+        &dir,
+        &[
+            "platform",
+            "enable",
+            "--tenant",
+            &tenant_id,
+            "--platform",
+            &uuid::Uuid::new_v4().to_string(),
+        ],
+    );
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("has no platform"));
+    let verified = run(&dir, &["audit", "verify"]);
+    assert!(verified.status.success());
+    let _ = std::fs::remove_dir_all(dir);
+}

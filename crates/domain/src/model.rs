@@ -88,6 +88,9 @@ pub struct Platform {
     /// Record launches from unknown deployments as pending for an admin to approve, instead
     /// of refusing them outright (Canvas creates a deployment per install).
     pub accept_new_deployments: bool,
+    /// Launches are accepted only from enabled registrations. Dynamic registrations start
+    /// disabled until an admin enables them.
+    pub enabled: bool,
     pub created_at: i64,
 }
 

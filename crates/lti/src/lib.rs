@@ -8,6 +8,7 @@
 pub mod ags;
 pub mod claims;
 pub mod deep_linking;
+pub mod dynamic_registration;
 pub mod http_error;
 pub mod jwks;
 pub mod jwt;

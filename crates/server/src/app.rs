@@ -30,6 +30,8 @@ pub(crate) struct Inner {
     /// Seals and opens per-platform secrets (LTI 1.1 credentials) and login states.
     pub(crate) master: store::crypto::MasterKey,
     pub(crate) registrations: crate::registrations::Registrations,
+    /// For calls a request makes to a platform itself (Dynamic Registration).
+    pub(crate) http: reqwest::Client,
     pub(crate) launches: crate::launch_batcher::LaunchBatcher,
 }
 
@@ -109,10 +111,11 @@ impl AppBuilder {
             settings.clock_skew_secs,
         );
         let adapters = Arc::new(Adapters {
-            lti: Arc::new(LtiAdapter::new(http, keyring.clone())),
+            lti: Arc::new(LtiAdapter::new(http.clone(), keyring.clone())),
         });
         let worker = Worker::new(store.clone(), adapters, self.worker);
         let app = App(Arc::new(Inner {
+            http,
             launch_url: settings.public("lti/launch"),
             base_url: settings.public(""),
             registrations: crate::registrations::Registrations::new(

@@ -44,6 +44,13 @@ pub struct Settings {
     pub key_grace_secs: i64,
     /// Rotate the tool key automatically once it has signed this many days (0: never).
     pub key_rotation_days: i64,
+    /// The tool's name as platforms show it (sent in Dynamic Registration).
+    #[serde(default = "default_tool_name")]
+    pub tool_name: String,
+}
+
+fn default_tool_name() -> String {
+    "lmsbridge".to_owned()
 }
 
 impl Settings {
@@ -65,6 +72,7 @@ impl Settings {
             key_publish_lead_secs: 3600,
             key_grace_secs: 24 * 3600,
             key_rotation_days: 90,
+            tool_name: default_tool_name(),
         }
     }
 

@@ -57,6 +57,10 @@ impl Registrations {
             registration,
             launch_url: tenant.launch_url,
         });
+        // A disabled registration is not cached, so that enabling it takes effect at once.
+        if !resolved.registration.platform.enabled {
+            return Ok(resolved);
+        }
         let mut by_id = self.by_id.lock().unwrap_or_else(|e| e.into_inner());
         if by_id.len() >= MAX_ENTRIES {
             by_id.clear();
@@ -105,7 +109,7 @@ impl Registrations {
         for reg in self.store.find_platforms(issuer, client_id).await? {
             found.push(self.resolve(reg).await?);
         }
-        if !found.is_empty() {
+        if !found.is_empty() && found.iter().all(|r| r.registration.platform.enabled) {
             let mut by_login = self.by_login.lock().unwrap_or_else(|e| e.into_inner());
             if by_login.len() >= MAX_ENTRIES {
                 by_login.clear();

@@ -22,6 +22,7 @@ pub mod keys;
 mod launch_batch;
 mod launches;
 mod platforms;
+mod registrations;
 mod scores;
 mod tenants;
 pub mod testing;
@@ -36,6 +37,7 @@ pub use keys::{KeyStatus, StoredToolKey};
 pub use launch_batch::LaunchRefusal;
 pub use launches::{LaunchContext, LaunchPerson, NewLaunch, RecordedLaunch};
 pub use platforms::{NewPlatform, PlatformRegistration};
+pub use registrations::{InviteSummary, NewDynamicPlatform, RegistrationInvite};
 pub use scores::{
     AttemptOutcome, ClaimedScore, EnqueueOutcome, ScoreAttempt, ScoreRecord, ScoreRequest,
 };

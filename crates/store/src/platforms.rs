@@ -60,10 +60,11 @@ struct PlatformRow {
     jwks_url: String,
     token_audience: Option<String>,
     accept_new_deployments: bool,
+    enabled: bool,
     created_at: i64,
 }
 
-const PLATFORM_COLUMNS: &str = "id, tenant_id, kind, issuer, client_id, auth_url, token_url, jwks_url, token_audience, accept_new_deployments, created_at";
+const PLATFORM_COLUMNS: &str = "id, tenant_id, kind, issuer, client_id, auth_url, token_url, jwks_url, token_audience, accept_new_deployments, enabled, created_at";
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(format!("platform {what}"))
@@ -84,6 +85,7 @@ impl TryFrom<PlatformRow> for Platform {
             client_id: r.client_id,
             token_audience: r.token_audience,
             accept_new_deployments: r.accept_new_deployments,
+            enabled: r.enabled,
             created_at: r.created_at,
         })
     }
@@ -168,6 +170,7 @@ impl TenantStore<'_> {
             jwks_url: new.jwks_url.clone(),
             token_audience: new.token_audience.clone(),
             accept_new_deployments: new.accept_new_deployments,
+            enabled: true,
             created_at: now_micros(),
         };
         let audit = NewAuditEntry::tenant(

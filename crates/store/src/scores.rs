@@ -327,6 +327,7 @@ struct ClaimRow {
     jwks_url: String,
     token_audience: Option<String>,
     accept_new_deployments: bool,
+    platform_enabled: bool,
     platform_created_at: i64,
     target_kind: String,
     location: String,
@@ -377,6 +378,7 @@ impl TryFrom<ClaimRow> for ClaimedScore {
                 jwks_url: url(&r.jwks_url)?,
                 token_audience: r.token_audience,
                 accept_new_deployments: r.accept_new_deployments,
+                enabled: r.platform_enabled,
                 created_at: r.platform_created_at,
             },
             location,
@@ -446,7 +448,7 @@ impl Store {
             let row: ClaimRow = on_db!(&self.db, |pool| {
                 sqlx::query_as(
                     "SELECT s.id, s.tenant_id, s.attempts, s.created_at, p.id AS platform_id, p.tenant_id AS platform_tenant, p.kind, p.issuer, \
-                       p.client_id, p.auth_url, p.token_url, p.jwks_url, p.token_audience, p.accept_new_deployments, p.created_at AS platform_created_at, \
+                       p.client_id, p.auth_url, p.token_url, p.jwks_url, p.token_audience, p.accept_new_deployments, p.enabled AS platform_enabled, p.created_at AS platform_created_at, \
                        g.kind AS target_kind, g.location, pe.platform_user_id, s.score_given, s.score_maximum, s.comment, \
                        s.activity_progress, s.grading_progress, s.timestamp_micros, s.actor_kind, s.actor_id \
                      FROM scores s JOIN grade_targets g ON g.id = s.grade_target_id AND g.tenant_id = s.tenant_id \

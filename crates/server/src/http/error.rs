@@ -94,6 +94,8 @@ pub enum LaunchFailure {
     NonceReplayed,
     /// A new deployment was recorded and waits for an admin's approval.
     DeploymentPending,
+    /// The registration exists but an admin has not enabled it (Dynamic Registration).
+    RegistrationDisabled,
     Internal(anyhow::Error),
 }
 
@@ -159,6 +161,11 @@ impl LaunchFailure {
                 StatusCode::FORBIDDEN,
                 "deployment_pending",
                 "This tool was just added here and is waiting for an administrator to approve it.",
+            ),
+            Self::RegistrationDisabled => (
+                StatusCode::FORBIDDEN,
+                "registration_disabled",
+                "This tool is registered with this LMS but an administrator has not enabled it yet.",
             ),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

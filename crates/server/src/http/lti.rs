@@ -113,6 +113,9 @@ async fn begin(
     registration: PlatformRegistration,
     redirect_uri: &Url,
 ) -> Result<Response, LaunchFailure> {
+    if !registration.platform.enabled {
+        return Err(LaunchFailure::RegistrationDisabled);
+    }
     let login_hint = required(&p.login_hint, "login_hint")?;
     let target = required(&p.target_link_uri, "target_link_uri")?;
     let target_url = Url::parse(target)
@@ -275,6 +278,9 @@ async fn finish_launch(
         .ok_or(LaunchFailure::UnknownRegistration)?;
     let registration = &resolved.registration;
     let platform = &registration.platform;
+    if !platform.enabled {
+        return Err(LaunchFailure::RegistrationDisabled);
+    }
     let now = now_micros() / 1_000_000;
     let claims = app
         .inner()

@@ -8,6 +8,7 @@ mod html;
 mod login_state;
 mod lti;
 mod ops;
+mod register;
 mod storage;
 
 use crate::App;
@@ -42,6 +43,7 @@ pub fn router(app: App) -> Router {
         )
         .route("/lti/launch", post(lti::launch))
         .route("/lti/launch/{registration}", post(lti::launch_for))
+        .route("/lti/register", get(register::register))
         .route(
             "/lti/deep_linking",
             get(deep_linking::picker).post(deep_linking::submit),

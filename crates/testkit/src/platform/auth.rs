@@ -92,7 +92,7 @@ impl SimulatedLms {
                 },
             );
         }
-        let tool = &self.inner.config.tool;
+        let tool = &self.current_tool();
         let mut login = tool.login_url.clone();
         login
             .query_pairs_mut()
@@ -112,7 +112,7 @@ impl SimulatedLms {
     }
 
     fn authenticate(&self, p: &Params) -> Result<Response, Refusal> {
-        let tool = &self.inner.config.tool;
+        let tool = &self.current_tool();
         // OIDC Core §3.1.2.1-2: until client_id and redirect_uri are known good, nothing may
         // be sent to redirect_uri, so these refusals are pages shown to the person.
         if let Some(name) = p.repeated(&["client_id", "redirect_uri"]) {
@@ -264,7 +264,7 @@ impl SimulatedLms {
         resource: &SimResource,
         nonce: &str,
     ) -> LaunchClaims {
-        let tool = &self.inner.config.tool;
+        let tool = &self.current_tool();
         let course = &self.inner.course;
         let iat = now().unix_timestamp();
         LaunchClaims {

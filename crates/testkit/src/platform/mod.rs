@@ -17,12 +17,14 @@ mod data;
 mod faults;
 mod nrps;
 mod pages;
+mod registration;
 mod respond;
 mod stats;
 mod token;
 
 pub use data::{GradebookEntry, RecordedScore, SimCourse, SimLineItem, SimResource, SimUser};
 pub use faults::{FaultKind, Faults};
+pub use registration::RegistrationStyle;
 pub use stats::{RejectReason, Stats};
 
 use axum::Router;
@@ -136,6 +138,14 @@ struct State {
     scores: Vec<RecordedScore>,
     /// For each (line item, user), the index in `scores` of the current score.
     current: BTreeMap<(u64, String), usize>,
+    /// Dynamic Registration: how this LMS behaves, its unused registration tokens, the tool
+    /// registered through it (trusted instead of `config.tool` once present), and the
+    /// registration requests received.
+    registration_style: RegistrationStyle,
+    registration_tokens: std::collections::HashSet<String>,
+    registration_count: u64,
+    registered_tool: Option<ToolRegistration>,
+    registrations: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -272,6 +282,11 @@ impl SimulatedLms {
             .route("/jwks", get(auth::jwks))
             .route("/gradebook", get(pages::gradebook))
             .route("/_inspect/scores", get(pages::inspect_scores))
+            .route(
+                "/.well-known/openid-configuration",
+                get(registration::openid_configuration),
+            )
+            .route("/register", post(registration::register))
             .merge(services)
             .with_state(self.clone())
     }
@@ -352,9 +367,58 @@ impl SimulatedLms {
         ])
     }
 
-    /// The registration this LMS trusts.
+    /// The registration this LMS was set up with.
     pub fn tool(&self) -> &ToolRegistration {
         &self.inner.config.tool
+    }
+
+    /// The registration this LMS trusts now: the one made through Dynamic Registration, once
+    /// there is one, else the one it was set up with.
+    pub fn current_tool(&self) -> ToolRegistration {
+        self.state()
+            .registered_tool
+            .clone()
+            .unwrap_or_else(|| self.inner.config.tool.clone())
+    }
+
+    /// The tool registered through Dynamic Registration, if any.
+    pub fn registered_tool(&self) -> Option<ToolRegistration> {
+        self.state().registered_tool.clone()
+    }
+
+    /// The Dynamic Registration requests this LMS accepted, as received.
+    pub fn registration_requests(&self) -> Vec<serde_json::Value> {
+        self.state().registrations.clone()
+    }
+
+    /// Makes the registration endpoints behave like Moodle's or Canvas's.
+    pub fn set_registration_style(&self, style: RegistrationStyle) {
+        self.state().registration_style = style;
+    }
+
+    /// A single-use registration token, as an admin starting a Dynamic Registration gets.
+    pub fn issue_registration_token(&self) -> String {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        self.state().registration_tokens.insert(token.clone());
+        token
+    }
+
+    /// The platform's OpenID configuration URL.
+    pub fn openid_configuration_url(&self) -> Url {
+        self.endpoint(&[".well-known", "openid-configuration"])
+    }
+
+    /// What an admin's browser opens to start Dynamic Registration: the tool's registration
+    /// URL with this LMS's `openid_configuration` and a fresh `registration_token`.
+    pub fn dynamic_registration_url(&self, tool_registration_url: &Url) -> Url {
+        let mut url = tool_registration_url.clone();
+        url.query_pairs_mut()
+            .append_pair(
+                "openid_configuration",
+                self.openid_configuration_url().as_str(),
+            )
+            .append_pair("registration_token", &self.issue_registration_token());
+        url
     }
 
     /// The kid of the key id_tokens are signed with.

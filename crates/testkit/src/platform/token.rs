@@ -165,7 +165,7 @@ impl SimulatedLms {
 
     /// Verifies a client assertion against the tool's published keys (RFC 7523 §3).
     async fn verify_assertion(&self, assertion: &str) -> Result<(), Refusal> {
-        let tool = &self.inner.config.tool;
+        let tool = &self.current_tool();
         let header = lti::jwt::inspect_header(assertion).map_err(|_| {
             invalid_client(
                 RejectReason::AssertionMalformed,
