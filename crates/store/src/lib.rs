@@ -23,6 +23,7 @@ mod launch_batch;
 mod launches;
 mod platforms;
 mod registrations;
+pub mod rosters;
 mod scores;
 mod tenants;
 pub mod testing;
@@ -38,6 +39,10 @@ pub use launch_batch::LaunchRefusal;
 pub use launches::{LaunchContext, LaunchPerson, NewLaunch, RecordedLaunch};
 pub use platforms::{NewPlatform, PlatformRegistration};
 pub use registrations::{InviteSummary, NewDynamicPlatform, RegistrationInvite};
+pub use rosters::{
+    ClaimedRosterSync, MemberPage, MemberQuery, MemberRecord, QueuedSync, RosterMemberInput,
+    RosterPageInput, RosterSource, RosterSync, RosterSyncId, SyncKind, SyncOutcome, SyncState,
+};
 pub use scores::{
     AttemptOutcome, ClaimedScore, EnqueueOutcome, ScoreAttempt, ScoreRecord, ScoreRequest,
 };
