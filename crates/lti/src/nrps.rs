@@ -608,49 +608,8 @@ pub async fn fetch_page(
     })
 }
 
-/// Parses an RFC 8288 `Link` header into (target, rel) pairs, resolving relative targets.
-pub fn parse_link_header(value: &str, base: &Url) -> Vec<(Url, String)> {
-    let mut out = Vec::new();
-    for part in split_links(value) {
-        let part = part.trim();
-        let Some(end) = part.find('>') else { continue };
-        let Some(target) = part.get(1..end).filter(|_| part.starts_with('<')) else {
-            continue;
-        };
-        let Ok(url) = base.join(target) else { continue };
-        for param in part[end + 1..].split(';') {
-            let Some((k, v)) = param.split_once('=') else {
-                continue;
-            };
-            if k.trim().eq_ignore_ascii_case("rel") {
-                for rel in v.trim().trim_matches('"').split_whitespace() {
-                    out.push((url.clone(), rel.to_ascii_lowercase()));
-                }
-            }
-        }
-    }
-    out
-}
-
-/// Splits on commas that are not inside `<…>` or quotes.
-fn split_links(value: &str) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut start, mut in_angle, mut in_quote) = (0, false, false);
-    for (i, c) in value.char_indices() {
-        match c {
-            '<' if !in_quote => in_angle = true,
-            '>' if !in_quote => in_angle = false,
-            '"' if !in_angle => in_quote = !in_quote,
-            ',' if !in_angle && !in_quote => {
-                parts.push(&value[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(&value[start..]);
-    parts
-}
+// Re-exported where NRPS callers have always found it.
+pub use crate::link_header::parse_link_header;
 
 #[cfg(test)]
 mod tests {
