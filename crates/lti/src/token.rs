@@ -56,6 +56,10 @@ struct TokenResponse {
     access_token: String,
     #[serde(default)]
     expires_in: Option<u64>,
+    /// The scopes granted, when the platform says (Moodle grants only those enabled for the
+    /// tool, RFC 6749 §5.1).
+    #[serde(default)]
+    scope: Option<String>,
 }
 
 type CacheKey = (String, String, String, Vec<String>);
@@ -200,6 +204,27 @@ impl TokenClient {
             retry_after: None,
             detail: "token endpoint answered with something that is not a token response".into(),
         })?;
+        // A partial grant would fail later as a puzzling 401 or 403 on the service call; name
+        // the scopes the registration lacks now instead.
+        if let Some(granted) = &body.scope {
+            let granted: BTreeSet<&str> = granted.split_whitespace().collect();
+            let missing: Vec<&str> = scopes
+                .iter()
+                .copied()
+                .filter(|s| !granted.contains(s))
+                .collect();
+            if !missing.is_empty() {
+                return Err(ServiceError {
+                    kind: ServiceErrorKind::InvalidScope,
+                    status: None,
+                    retry_after: None,
+                    detail: format!(
+                        "the platform did not grant {}; enable it in the tool registration",
+                        missing.join(" ")
+                    ),
+                });
+            }
+        }
         let lifetime = Duration::from_secs(body.expires_in.unwrap_or(3600).max(1));
         Ok((AccessToken(body.access_token.into()), lifetime))
     }
