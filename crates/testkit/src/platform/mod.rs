@@ -138,6 +138,8 @@ struct State {
     scores: Vec<RecordedScore>,
     /// For each (line item, user), the index in `scores` of the current score.
     current: BTreeMap<(u64, String), usize>,
+    /// NRPS: roster changes made while the LMS runs, and how memberships are served.
+    roster: nrps::Roster,
     /// Dynamic Registration: how this LMS behaves, its unused registration tokens, the tool
     /// registered through it (trusted instead of `config.tool` once present), and the
     /// registration requests received.
