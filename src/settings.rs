@@ -48,6 +48,8 @@ struct Layered {
     key_grace_secs: Option<i64>,
     key_rotation_days: Option<i64>,
     tool_name: Option<String>,
+    platform_rate_per_sec: Option<f64>,
+    platform_max_concurrency: Option<usize>,
 }
 
 const ENV_KEYS: &[&str] = &[
@@ -65,6 +67,8 @@ const ENV_KEYS: &[&str] = &[
     "key_grace_secs",
     "key_rotation_days",
     "tool_name",
+    "platform_rate_per_sec",
+    "platform_max_concurrency",
 ];
 
 /// The default listen address.
@@ -117,6 +121,20 @@ pub fn load(config: Option<&Path>, flags: &SettingsFlags) -> anyhow::Result<Sett
         .unwrap_or(s.key_publish_lead_secs);
     s.key_grace_secs = layered.key_grace_secs.unwrap_or(s.key_grace_secs);
     s.key_rotation_days = layered.key_rotation_days.unwrap_or(s.key_rotation_days);
+    if let Some(rate) = layered.platform_rate_per_sec {
+        anyhow::ensure!(
+            rate.is_finite() && (0.01..=10_000.0).contains(&rate),
+            "platform_rate_per_sec must be between 0.01 and 10000"
+        );
+        s.platform_rate_per_sec = rate;
+    }
+    if let Some(c) = layered.platform_max_concurrency {
+        anyhow::ensure!(
+            (1..=256).contains(&c),
+            "platform_max_concurrency must be between 1 and 256"
+        );
+        s.platform_max_concurrency = c;
+    }
     if let Some(name) = layered.tool_name {
         anyhow::ensure!(
             !name.trim().is_empty() && name.len() <= 100,

@@ -8,7 +8,9 @@
 //! scores carry their original timestamp.
 
 mod backoff;
+pub mod limiter;
 mod worker;
 
 pub use backoff::Backoff;
+pub use limiter::{LimiterConfig, Limiters};
 pub use worker::{AdapterResolver, Worker, WorkerConfig};

@@ -1,6 +1,7 @@
 //! The claim, send, record loop.
 
 use crate::backoff::Backoff;
+use crate::limiter::{LimiterConfig, Limiters};
 use domain::{
     DeliveryError, GradeTargetLocation, LmsAdapter, PlatformEndpoints, PlatformKind, ScoreDelivery,
     TargetLocation,
@@ -31,6 +32,8 @@ pub struct WorkerConfig {
     pub max_attempts: i64,
     /// Age after which a retryable failure becomes dead.
     pub max_age: Duration,
+    /// Rate and concurrency limits applied to each platform.
+    pub limiter: LimiterConfig,
 }
 
 impl Default for WorkerConfig {
@@ -43,6 +46,7 @@ impl Default for WorkerConfig {
             backoff: Backoff::default(),
             max_attempts: 25,
             max_age: Duration::from_secs(3 * 24 * 3600),
+            limiter: LimiterConfig::default(),
         }
     }
 }
@@ -54,6 +58,7 @@ pub struct Worker {
     adapters: Arc<dyn AdapterResolver>,
     config: WorkerConfig,
     wake: Arc<Notify>,
+    limiters: Arc<Limiters>,
 }
 
 impl Worker {
@@ -61,9 +66,15 @@ impl Worker {
         Self {
             store,
             adapters,
+            limiters: Arc::new(Limiters::new(config.limiter)),
             config,
             wake: Arc::new(Notify::new()),
         }
+    }
+
+    /// The per-platform limiters, for metrics.
+    pub fn limiters(&self) -> Arc<Limiters> {
+        self.limiters.clone()
     }
 
     /// A handle the API uses to wake the worker as soon as a score is queued.
@@ -132,6 +143,20 @@ impl Worker {
     }
 
     async fn deliver(&self, score: ClaimedScore) -> Result<(), store::StoreError> {
+        let limiter = self
+            .limiters
+            .for_platform(score.platform.id, score.platform.kind);
+        // Waiting for the limiter past half the lease would let another worker take the row
+        // over; hand it back unsent instead, without counting an attempt.
+        let permit = match tokio::time::timeout(self.config.lease / 2, limiter.acquire()).await {
+            Ok(p) => p,
+            Err(_) => {
+                let at = now_micros() + micros(self.config.lease / 4);
+                self.store.defer_claim(&score, &self.config.id, at).await?;
+                tracing::info!(score = %score.id, "score deferred: the platform's limiter is saturated");
+                return Ok(());
+            }
+        };
         let started_at = now_micros();
         let clock = Instant::now();
         let result = match self.adapters.adapter(score.platform.kind) {
@@ -140,6 +165,16 @@ impl Worker {
             }),
             Some(adapter) => adapter.send_score(&delivery(&score)).await,
         };
+        match &result {
+            Ok(_) => permit.succeeded(),
+            Err(DeliveryError::RateLimited { retry_after, .. }) => permit.throttled(*retry_after),
+            Err(DeliveryError::Transient {
+                status: Some(503),
+                retry_after,
+                ..
+            }) => permit.throttled(*retry_after),
+            Err(_) => drop(permit),
+        }
         let latency_ms = i64::try_from(clock.elapsed().as_millis()).unwrap_or(i64::MAX);
         let outcome = self.outcome(&score, result);
         match &outcome {

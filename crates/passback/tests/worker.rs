@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use domain::*;
-use passback::{AdapterResolver, Backoff, Worker, WorkerConfig};
+use passback::{AdapterResolver, Backoff, LimiterConfig, Worker, WorkerConfig};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -54,6 +54,11 @@ fn config(max_attempts: i64) -> WorkerConfig {
         },
         max_attempts,
         max_age: Duration::from_secs(3600),
+        limiter: LimiterConfig {
+            rate_per_sec: 10_000.0,
+            burst: 1_000.0,
+            ..LimiterConfig::default()
+        },
     }
 }
 
@@ -232,5 +237,51 @@ async fn retry_after_is_honoured() {
     // Not due yet: a round now sends nothing.
     assert_eq!(worker.run_once().await.unwrap(), 0);
     assert_eq!(adapter.sent.lock().unwrap().len(), 1);
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_saturated_limiter_hands_the_score_back_without_counting_an_attempt() {
+    let base = url::Url::parse("https://lms.example/").unwrap();
+    let db = TestDatabase::sqlite().await.unwrap();
+    let store = db.store.clone();
+    let seed = seed_launch(&store, "lim", PlatformKind::Moodle, &base)
+        .await
+        .unwrap();
+    let adapter = Arc::new(Scripted::default());
+    let mut cfg = config(10);
+    // One request, then one per ~17 minutes: the second score cannot go within the lease.
+    cfg.limiter = LimiterConfig {
+        rate_per_sec: 0.001,
+        burst: 1.0,
+        ..LimiterConfig::default()
+    };
+    cfg.lease = Duration::from_millis(300);
+    let worker = Worker::new(store.clone(), Arc::new(One(adapter.clone())), cfg);
+    let first = enqueue(&store, &seed, 4.0).await;
+    assert_eq!(worker.run_once().await.unwrap(), 1);
+    let t = store.tenant(&seed.scope);
+    assert_eq!(
+        t.score(first).await.unwrap().unwrap().state,
+        ScoreState::Delivered
+    );
+
+    let second = enqueue(&store, &seed, 5.0).await;
+    let before = now_micros();
+    assert_eq!(
+        worker.run_once().await.unwrap(),
+        1,
+        "claimed, then handed back"
+    );
+    let rec = t.score(second).await.unwrap().unwrap();
+    assert_eq!(rec.state, ScoreState::Queued);
+    assert_eq!(rec.attempts, 0, "waiting for the limiter is not an attempt");
+    assert!(rec.next_attempt_at.unwrap() >= before);
+    assert_eq!(
+        adapter.sent.lock().unwrap().len(),
+        1,
+        "nothing more was sent"
+    );
+    assert!(t.score_attempts(second).await.unwrap().is_empty());
     db.cleanup().await;
 }

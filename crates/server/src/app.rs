@@ -64,10 +64,15 @@ pub struct Running {
 
 impl AppBuilder {
     pub fn new(settings: Settings) -> Self {
+        let mut worker = WorkerConfig::default();
+        worker.limiter.rate_per_sec = settings.platform_rate_per_sec;
+        worker.limiter.burst = (settings.platform_rate_per_sec / 2.0).max(1.0);
+        worker.limiter.max_concurrency = settings.platform_max_concurrency;
+        worker.limiter.canvas_max_concurrency = settings.platform_max_concurrency.min(4);
         Self {
             settings,
             http: None,
-            worker: WorkerConfig::default(),
+            worker,
         }
     }
 

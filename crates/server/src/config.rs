@@ -47,6 +47,20 @@ pub struct Settings {
     /// The tool's name as platforms show it (sent in Dynamic Registration).
     #[serde(default = "default_tool_name")]
     pub tool_name: String,
+    /// Grade passback: sustained requests per second to each platform.
+    #[serde(default = "default_platform_rate")]
+    pub platform_rate_per_sec: f64,
+    /// Grade passback: most requests in flight to each platform (Canvas: at most 4).
+    #[serde(default = "default_platform_concurrency")]
+    pub platform_max_concurrency: usize,
+}
+
+fn default_platform_rate() -> f64 {
+    50.0
+}
+
+fn default_platform_concurrency() -> usize {
+    16
 }
 
 fn default_tool_name() -> String {
@@ -73,6 +87,8 @@ impl Settings {
             key_grace_secs: 24 * 3600,
             key_rotation_days: 90,
             tool_name: default_tool_name(),
+            platform_rate_per_sec: default_platform_rate(),
+            platform_max_concurrency: default_platform_concurrency(),
         }
     }
 

@@ -565,3 +565,32 @@ impl Store {
         }))
     }
 }
+
+impl Store {
+    /// Hands a claimed score back unsent, due again at `at`, without counting an attempt:
+    /// the worker's limiter held it (the platform is paused or at its rate) longer than the
+    /// lease allows waiting. False when the lease was already lost.
+    pub async fn defer_claim(
+        &self,
+        claimed: &ClaimedScore,
+        worker: &str,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        let updated = on_db!(&self.db, |pool| {
+            sqlx::query(
+                "UPDATE scores SET state = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'queued' END, \
+                   attempts = attempts - 1, next_attempt_at = $1, lease_owner = NULL, lease_until = NULL, updated_at = $2 \
+                 WHERE id = $3 AND lease_owner = $4 AND attempts = $5 AND state = 'sending'",
+            )
+            .bind(at)
+            .bind(now_micros())
+            .bind(claimed.id.to_string())
+            .bind(worker)
+            .bind(claimed.attempts)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(updated == 1)
+    }
+}
