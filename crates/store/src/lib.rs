@@ -21,6 +21,7 @@ mod expiry;
 pub mod keys;
 mod launch_batch;
 mod launches;
+mod line_items;
 mod platforms;
 mod registrations;
 pub mod rosters;
@@ -37,6 +38,7 @@ pub use error::StoreError;
 pub use keys::{KeyStatus, StoredToolKey};
 pub use launch_batch::LaunchRefusal;
 pub use launches::{LaunchContext, LaunchPerson, NewLaunch, RecordedLaunch};
+pub use line_items::{LineItemContainer, LineItemOrigin, StoredLineItem};
 pub use platforms::{NewPlatform, PlatformRegistration};
 pub use registrations::{InviteSummary, NewDynamicPlatform, RegistrationInvite};
 pub use rosters::{

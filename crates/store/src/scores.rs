@@ -203,10 +203,11 @@ impl TenantStore<'_> {
                         return Ok(Some(existing_id));
                     }
                 }
-                // Target and person must be this tenant's, and on the same platform.
+                // Target and person must be this tenant's, and on the same platform; a line
+                // item deleted through the API takes no new scores.
                 let ok: Option<(String,)> = sqlx::query_as(
                     "SELECT g.id FROM grade_targets g JOIN people p ON p.platform_id = g.platform_id \
-                     WHERE g.id = $1 AND g.tenant_id = $2 AND p.id = $3 AND p.tenant_id = $2",
+                     WHERE g.id = $1 AND g.tenant_id = $2 AND p.id = $3 AND p.tenant_id = $2 AND g.deleted_at IS NULL",
                 )
                 .bind(&target_s)
                 .bind(&tenant_s)
