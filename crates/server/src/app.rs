@@ -33,6 +33,8 @@ pub(crate) struct Inner {
     /// For calls a request makes to a platform itself (Dynamic Registration).
     pub(crate) http: reqwest::Client,
     pub(crate) launches: crate::launch_batcher::LaunchBatcher,
+    /// Runs roster syncs (NRPS) in the background.
+    pub(crate) rosters: crate::roster_sync::RosterSyncs,
 }
 
 #[derive(Debug)]
@@ -120,6 +122,12 @@ impl AppBuilder {
         });
         let worker = Worker::new(store.clone(), adapters, self.worker);
         let app = App(Arc::new(Inner {
+            rosters: crate::roster_sync::RosterSyncs::new(
+                store.clone(),
+                http.clone(),
+                keyring.clone(),
+                crate::roster_sync::RosterSyncConfig::default(),
+            ),
             http,
             launch_url: settings.public("lti/launch"),
             base_url: settings.public(""),
@@ -179,7 +187,10 @@ impl App {
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => {
+                    self.0.rosters.stop();
+                    return;
+                }
             }
             // Reloads the keys (a rotation by another instance) and rotates on schedule.
             if let Err(e) = self.0.keyring.rotate_if_due(&self.0.settings).await {
@@ -191,6 +202,10 @@ impl App {
                 }
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "sweeping expired rows failed"),
+            }
+            // Roster syncs queued, or left by an instance that stopped mid-sync.
+            if let Err(e) = self.0.rosters.resume_abandoned().await {
+                tracing::error!(error = %e, "resuming roster syncs failed");
             }
         }
     }

@@ -10,6 +10,7 @@ pub mod keyring;
 mod launch_batcher;
 pub mod master_key;
 mod registrations;
+pub mod roster_sync;
 
 pub use app::{App, AppBuilder, Running};
 pub use config::{LogFormat, Settings};

@@ -7,6 +7,7 @@ mod error;
 mod html;
 mod login_state;
 mod lti;
+mod members;
 mod ops;
 mod register;
 mod storage;
@@ -51,6 +52,9 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/launches/redeem", post(api::redeem))
         .route("/api/v1/scores", post(api::submit_score))
         .route("/api/v1/scores/{id}", get(api::get_score))
+        .route("/api/v1/contexts/{id}/sync", post(members::start_sync))
+        .route("/api/v1/contexts/{id}/members", get(members::list_members))
+        .route("/api/v1/roster-syncs/{id}", get(members::get_sync))
         .route("/api/v1/catalog", get(catalog::list).post(catalog::create))
         .route(
             "/api/v1/catalog/{id}",
