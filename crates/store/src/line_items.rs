@@ -13,8 +13,11 @@ use crate::crypto::sha256_hex;
 use crate::db::BeginWrite;
 use crate::error::StoreError;
 use crate::{TenantStore, now_micros};
-use domain::{Actor, ContextId, GradeTargetId, Platform, PlatformId, PlatformLineItem, ResourceId};
+use domain::{
+    Actor, ContextId, GradeTargetId, PersonId, Platform, PlatformId, PlatformLineItem, ResourceId,
+};
 use serde::Serialize;
+use std::collections::HashMap;
 use time::OffsetDateTime;
 use url::Url;
 use uuid::Uuid;
@@ -437,6 +440,55 @@ impl TenantStore<'_> {
     }
 }
 
+impl TenantStore<'_> {
+    /// The platform's user id of one of this tenant's people, if they are on `platform`.
+    pub async fn platform_user_id(
+        &self,
+        person: PersonId,
+        platform: PlatformId,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(on_db!(self.db, |pool| {
+            sqlx::query_scalar(
+                "SELECT platform_user_id FROM people WHERE id = $1 AND platform_id = $2 AND tenant_id = $3",
+            )
+            .bind(person.to_string())
+            .bind(platform.to_string())
+            .bind(self.scope.tenant_id().to_string())
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// This tenant's people on `platform` among the given platform user ids.
+    pub async fn people_by_platform_user_id(
+        &self,
+        platform: PlatformId,
+        platform_user_ids: &[String],
+    ) -> Result<HashMap<String, PersonId>, StoreError> {
+        if platform_user_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows: Vec<(String, String)> = on_db!(self.db, |pool| {
+            let mut q = sqlx::QueryBuilder::new(
+                "SELECT platform_user_id, id FROM people WHERE tenant_id = ",
+            );
+            q.push_bind(self.scope.tenant_id().to_string())
+                .push(" AND platform_id = ")
+                .push_bind(platform.to_string())
+                .push(" AND platform_user_id IN (");
+            let mut ids = q.separated(", ");
+            for id in platform_user_ids {
+                ids.push_bind(id);
+            }
+            q.push(")");
+            q.build_query_as().fetch_all(pool).await?
+        });
+        rows.into_iter()
+            .map(|(user, id)| Ok((user, id.parse().map_err(|_| corrupt("person"))?)))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -561,6 +613,19 @@ mod tests {
             assert_eq!(again.score_maximum, Some(60.0));
             assert_eq!(again.origin, LineItemOrigin::Api, "the first origin stays");
             assert_eq!(t.audit_entries().await.unwrap().len(), audit.len() + 1, "a listing writes no audit entry; the score did");
+
+            // Results name platform users; the product knows our people.
+            let person = seeded.launch.person_id.unwrap();
+            assert_eq!(
+                t.platform_user_id(person, seeded.platform.id).await.unwrap().as_deref(),
+                Some("user-1")
+            );
+            let found = t
+                .people_by_platform_user_id(seeded.platform.id, &["user-1".into(), "nobody".into()])
+                .await
+                .unwrap();
+            assert_eq!(found.len(), 1);
+            assert_eq!(found["user-1"], person);
 
             let listed = t.line_items(context).await.unwrap();
             let urls: Vec<&str> = listed.iter().map(|l| l.line_item_url.as_str()).collect();
@@ -767,6 +832,17 @@ mod tests {
                     .await,
                 Err(StoreError::NotFound)
             ));
+            let b_person = b.launch.person_id.unwrap();
+            assert_eq!(
+                ta.platform_user_id(b_person, b.platform.id).await.unwrap(),
+                None
+            );
+            assert!(
+                ta.people_by_platform_user_id(b.platform.id, &["user-1".into()])
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
             let still = tb.line_item(b_item.id).await.unwrap().unwrap();
             assert_eq!(still.label.as_deref(), Some("B's"));
             assert_eq!(still.deleted_at, None);
