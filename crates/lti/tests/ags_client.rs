@@ -348,6 +348,16 @@ async fn handle(
             );
             r
         }
+        (_, ["foreign-items"]) => {
+            let item =
+                json!({"id": "http://collector.invalid/li/1", "label": "x", "scoreMaximum": 1});
+            let body = if method == Method::GET {
+                json!([item])
+            } else {
+                item
+            };
+            json_response(StatusCode::OK, MEDIA_TYPE_LINE_ITEMS, &body)
+        }
         ("GET", ["loop"]) => {
             let mut r = json_response(StatusCode::OK, MEDIA_TYPE_LINE_ITEMS, &json!([]));
             r.headers_mut()
@@ -813,7 +823,7 @@ async fn scores_carry_the_canvas_submission_when_asked_and_microsecond_timestamp
 }
 
 #[tokio::test]
-async fn next_links_off_the_platform_or_in_a_loop_are_refused() {
+async fn links_and_line_items_off_the_platform_or_in_a_loop_are_refused() {
     let p = platform().await;
     let ags = client();
     let e = ags
@@ -831,4 +841,20 @@ async fn next_links_off_the_platform_or_in_a_loop_are_refused() {
         1,
         "a page already read is not read again"
     );
+
+    // Line item URLs are where tokens go later: one on another host is refused outright.
+    let e = ags
+        .list_line_items(
+            &auth(&p),
+            &p.url("foreign-items"),
+            &LineItemQuery::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AgsError::InvalidResponse(_)), "{e:?}");
+    let e = ags
+        .create_line_item(&auth(&p), &p.url("foreign-items"), &LineItem::new("x", 1.0))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AgsError::InvalidResponse(_)), "{e:?}");
 }

@@ -185,9 +185,12 @@ impl AgsClient {
             .await?;
         let next = next_link(resp.headers(), url)?;
         let body = read_body(resp).await?;
-        let items = serde_json::from_slice(&body).map_err(|_| {
+        let items: Vec<PlatformLineItem> = serde_json::from_slice(&body).map_err(|_| {
             AgsError::InvalidResponse("the line item container is not a list of line items")
         })?;
+        if items.iter().any(|i| !same_host(&i.id, url)) {
+            return Err(OTHER_HOST);
+        }
         Ok(LineItemPage { items, next })
     }
 
@@ -204,7 +207,7 @@ impl AgsClient {
                     .header(http::header::ACCEPT, MEDIA_TYPE_LINE_ITEM)
             })
             .await?;
-        parse_line_item(&read_body(resp).await?)
+        on_host_of(parse_line_item(&read_body(resp).await?)?, url.as_url())
     }
 
     /// Creates a line item in a container (§3.2.7): POST to the container URL.
@@ -230,20 +233,19 @@ impl AgsClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| container.join(v).ok());
         let body = read_body(resp).await?;
-        match parse_line_item(&body) {
-            Ok(created) => Ok(created),
+        let created = match parse_line_item(&body) {
+            Ok(created) => created,
             // The body must at least name the new item; a Location header will do when the
             // body holds the fields without the id.
             Err(e) => match (location, serde_json::from_slice::<LineItem>(&body)) {
-                (Some(url), Ok(item)) if url.origin() == container.origin() => {
-                    Ok(PlatformLineItem {
-                        id: LineItemUrl(url),
-                        item,
-                    })
-                }
-                _ => Err(e),
+                (Some(url), Ok(item)) => PlatformLineItem {
+                    id: LineItemUrl(url),
+                    item,
+                },
+                _ => return Err(e),
             },
-        }
+        };
+        on_host_of(created, container)
     }
 
     /// Replaces a line item's fields (§3.2.8): PUT to the line item URL. Send every field,
@@ -268,7 +270,7 @@ impl AgsClient {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(item.clone());
         }
-        parse_line_item(&body)
+        on_host_of(parse_line_item(&body)?, item.id.as_url())
     }
 
     /// Deletes a line item (§3.2.9) and, with it, its results on the platform.
@@ -288,6 +290,22 @@ impl AgsClient {
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, AgsError> {
     serde_json::to_vec(value)
         .map_err(|_| AgsError::InvalidRequest("the line item could not be encoded"))
+}
+
+/// Line item URLs are where scores are later posted with a bearer token, so one that
+/// names another host than the platform answered from is refused, never stored or used.
+const OTHER_HOST: AgsError = AgsError::InvalidResponse("a line item URL points to another host");
+
+fn same_host(id: &LineItemUrl, of: &Url) -> bool {
+    id.0.origin() == of.origin()
+}
+
+fn on_host_of(item: PlatformLineItem, of: &Url) -> Result<PlatformLineItem, AgsError> {
+    if same_host(&item.id, of) {
+        Ok(item)
+    } else {
+        Err(OTHER_HOST)
+    }
 }
 
 fn parse_line_item(body: &[u8]) -> Result<PlatformLineItem, AgsError> {
