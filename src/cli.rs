@@ -82,6 +82,29 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Grade passback queue
+    Scores {
+        #[command(subcommand)]
+        command: ScoresCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScoresCommand {
+    /// Queue dead scores again after fixing what killed them (a dead score with a newer score
+    /// for the same person and target is left alone)
+    Retry {
+        #[arg(long)]
+        tenant: TenantId,
+        /// Replay every replayable dead score (required: says what is being retried)
+        #[arg(long)]
+        dead: bool,
+        /// Only these scores (repeatable)
+        #[arg(long = "id")]
+        ids: Vec<domain::ScoreId>,
+        #[command(flatten)]
+        db: DbFlags,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -338,6 +361,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Platform { command } => platform(config, command).await,
         Command::Deployment { command } => deployment(config, command).await,
         Command::Keys { command } => keys(config, command).await,
+        Command::Scores {
+            command:
+                ScoresCommand::Retry {
+                    tenant,
+                    dead,
+                    ids,
+                    db,
+                },
+        } => {
+            anyhow::ensure!(dead, "say which scores to retry: --dead");
+            let store = open_store(&load(config, &(&db).into())?).await?;
+            let scope = tenant_scope(&store, tenant).await?;
+            let only = (!ids.is_empty()).then_some(ids.as_slice());
+            let replayed = store
+                .tenant(&scope)
+                .replay_dead_scores(only, &operator())
+                .await?;
+            print_json(&json!({"replayed": replayed}))
+        }
         Command::Audit {
             command: AuditCommand::Verify { tenant, json, db },
         } => {

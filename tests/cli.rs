@@ -512,3 +512,19 @@ fn registration_urls_and_enabling_registrations_from_the_shell() {
     assert!(verified.status.success());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn scores_retry_needs_to_be_told_what_to_retry() {
+    let dir = data_dir();
+    let tenant = json(&run(&dir, &["tenant", "create", "--name", "Ogdenville"]));
+    let tenant_id = tenant["id"].as_str().unwrap().to_owned();
+    let vague = run(&dir, &["scores", "retry", "--tenant", &tenant_id]);
+    assert!(!vague.status.success());
+    assert!(String::from_utf8_lossy(&vague.stderr).contains("--dead"));
+    let none = json(&run(
+        &dir,
+        &["scores", "retry", "--tenant", &tenant_id, "--dead"],
+    ));
+    assert_eq!(none["replayed"], serde_json::json!([]));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -285,3 +285,76 @@ async fn a_saturated_limiter_hands_the_score_back_without_counting_an_attempt() 
     assert!(t.score_attempts(second).await.unwrap().is_empty());
     db.cleanup().await;
 }
+
+#[tokio::test]
+async fn dead_scores_are_replayed_unless_a_newer_score_would_be_overwritten() {
+    let base = url::Url::parse("https://lms.example/").unwrap();
+    for db in TestDatabase::all().await.unwrap() {
+        let store = db.store.clone();
+        let seed = seed_launch(&store, "replay", PlatformKind::Moodle, &base)
+            .await
+            .unwrap();
+        let adapter = Arc::new(Scripted::default());
+        let refusal = || {
+            Err(DeliveryError::Rejected {
+                status: 400,
+                detail: "course closed".into(),
+            })
+        };
+        adapter.answers.lock().unwrap().push_back(refusal());
+        let worker = Worker::new(store.clone(), Arc::new(One(adapter.clone())), config(3));
+        let t = store.tenant(&seed.scope);
+        let dead = enqueue(&store, &seed, 6.0).await;
+        run_until_settled(&worker, &store).await;
+        assert_eq!(
+            t.score(dead).await.unwrap().unwrap().state,
+            ScoreState::Dead
+        );
+
+        // The admin reopened the course: the replay queues it again and it is delivered.
+        let admin = Actor {
+            kind: ActorKind::Instructor,
+            id: "admin".into(),
+        };
+        assert_eq!(
+            t.replay_dead_scores(None, &admin).await.unwrap(),
+            vec![dead]
+        );
+        let rec = t.score(dead).await.unwrap().unwrap();
+        assert_eq!((rec.state, rec.attempts), (ScoreState::Queued, 0));
+        run_until_settled(&worker, &store).await;
+        assert_eq!(
+            t.score(dead).await.unwrap().unwrap().state,
+            ScoreState::Delivered
+        );
+        let sent = adapter.sent.lock().unwrap().clone();
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[1].score_given, Some(6.0));
+        assert_eq!(
+            sent[0].timestamp_micros, sent[1].timestamp_micros,
+            "a replay sends the original timestamp"
+        );
+        let actions: Vec<String> = t
+            .audit_entries()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        assert!(actions.iter().any(|a| a == "score.replayed"), "{actions:?}");
+
+        // A dead score with a newer delivered score for the same person stays dead.
+        adapter.answers.lock().unwrap().push_back(refusal());
+        let old = enqueue(&store, &seed, 7.0).await;
+        run_until_settled(&worker, &store).await;
+        let newer = enqueue(&store, &seed, 8.0).await;
+        run_until_settled(&worker, &store).await;
+        assert_eq!(
+            t.score(newer).await.unwrap().unwrap().state,
+            ScoreState::Delivered
+        );
+        assert!(t.replay_dead_scores(None, &admin).await.unwrap().is_empty());
+        assert_eq!(t.score(old).await.unwrap().unwrap().state, ScoreState::Dead);
+        db.cleanup().await;
+    }
+}

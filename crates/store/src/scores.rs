@@ -595,3 +595,66 @@ impl Store {
         Ok(updated == 1)
     }
 }
+
+impl TenantStore<'_> {
+    /// Queues this tenant's dead scores again (all of them, or the listed ones), after an
+    /// admin fixed what killed them. A dead score with a newer score for the same target and
+    /// person is left alone: sending it would overwrite the newer grade. Returns the ids
+    /// queued again, each with a `score.replayed` audit entry.
+    pub async fn replay_dead_scores(
+        &self,
+        only: Option<&[ScoreId]>,
+        actor: &Actor,
+    ) -> Result<Vec<ScoreId>, StoreError> {
+        let tenant_s = self.scope.tenant_id().to_string();
+        let now = now_micros();
+        let wanted: Option<Vec<String>> =
+            only.map(|ids| ids.iter().map(ToString::to_string).collect());
+        let replayed = on_db!(self.db, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let candidates: Vec<(String,)> = sqlx::query_as(
+                "SELECT s.id FROM scores s WHERE s.tenant_id = $1 AND s.state = 'dead' \
+                 AND NOT EXISTS (SELECT 1 FROM scores n WHERE n.tenant_id = s.tenant_id \
+                   AND n.grade_target_id = s.grade_target_id AND n.person_id = s.person_id \
+                   AND n.timestamp_micros > s.timestamp_micros AND n.state <> 'superseded') \
+                 ORDER BY s.created_at",
+            )
+            .bind(&tenant_s)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut replayed = Vec::new();
+            for (id,) in candidates {
+                if wanted.as_ref().is_some_and(|w| !w.contains(&id)) {
+                    continue;
+                }
+                sqlx::query(
+                    "UPDATE scores SET state = 'queued', attempts = 0, next_attempt_at = $1, last_error = NULL, \
+                       updated_at = $1 WHERE id = $2 AND tenant_id = $3 AND state = 'dead'",
+                )
+                .bind(now)
+                .bind(&id)
+                .bind(&tenant_s)
+                .execute(&mut *tx)
+                .await?;
+                let audit = NewAuditEntry::tenant(
+                    self.scope.tenant_id(),
+                    actor.clone(),
+                    "score.replayed",
+                    format!("score:{id}"),
+                    serde_json::json!({}),
+                );
+                audit_append!(tx, &audit);
+                replayed.push(id);
+            }
+            tx.commit().await?;
+            replayed
+        });
+        replayed
+            .into_iter()
+            .map(|id| {
+                id.parse()
+                    .map_err(|_| StoreError::Corrupt("score id".into()))
+            })
+            .collect()
+    }
+}

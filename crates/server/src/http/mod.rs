@@ -10,6 +10,7 @@ mod lti;
 mod members;
 mod ops;
 mod register;
+mod replay;
 mod storage;
 
 use crate::App;
@@ -52,6 +53,8 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/launches/redeem", post(api::redeem))
         .route("/api/v1/scores", post(api::submit_score))
         .route("/api/v1/scores/{id}", get(api::get_score))
+        .route("/api/v1/scores/{id}/replay", post(replay::replay_one))
+        .route("/api/v1/scores:replay-dead", post(replay::replay_all))
         .route("/api/v1/contexts/{id}/sync", post(members::start_sync))
         .route("/api/v1/contexts/{id}/members", get(members::list_members))
         .route("/api/v1/roster-syncs/{id}", get(members::get_sync))
