@@ -1,7 +1,11 @@
 //! Launches are recorded in batches: handlers hand their launch to a few writer tasks, which
 //! take whatever has queued up (up to a limit) and record it in one transaction. Under light
 //! load a batch is one launch and nothing waits; under an exam-peak load the commit and the
-//! per-statement round trips are shared by everything that arrived meanwhile.
+//! database calls are shared by everything that arrived meanwhile.
+//!
+//! A handler is answered only after its batch has committed, so a launch the browser was
+//! told about is never lost to a crash; a crash after the commit and before the answer leaves
+//! a recorded launch whose code nobody holds, which expires unused.
 
 use std::sync::Arc;
 use store::{LaunchRefusal, NewLaunch, RecordedLaunch, Store, TenantScope};
@@ -65,37 +69,47 @@ impl LaunchBatcher {
 }
 
 async fn write_batches(store: Store, rx: Arc<Mutex<mpsc::Receiver<Job>>>, max_batch: usize) {
+    // The writer keeps its connection while launches keep coming, and gives it back to the
+    // pool before it waits for the next one.
+    let mut writer = store.launch_writer();
+    let mut jobs = Vec::with_capacity(max_batch);
+    let mut batch = Vec::with_capacity(max_batch);
+    let mut replies = Vec::with_capacity(max_batch);
     loop {
-        let mut jobs = Vec::new();
         {
-            let mut rx = rx.lock().await;
-            match rx.recv().await {
-                Some(job) => jobs.push(job),
-                None => return,
-            }
-            while jobs.len() < max_batch {
-                match rx.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
+            // Never hold a connection while waiting, for launches or for another writer that
+            // is: an idle writer must not keep the pool from closing at shutdown.
+            let mut rx = match rx.try_lock() {
+                Ok(rx) => rx,
+                Err(_) => {
+                    writer.release();
+                    rx.lock().await
                 }
+            };
+            if rx.is_empty() {
+                writer.release();
+            }
+            if rx.recv_many(&mut jobs, max_batch).await == 0 {
+                return;
             }
         }
-        let (batch, replies): (Vec<_>, Vec<_>) = jobs
-            .into_iter()
-            .map(|j| ((j.scope, j.launch), j.reply))
-            .unzip();
-        match store.record_launches(&batch).await {
+        for j in jobs.drain(..) {
+            batch.push((j.scope, j.launch));
+            replies.push(j.reply);
+        }
+        match writer.record(&batch).await {
             Ok(results) => {
-                for (reply, result) in replies.into_iter().zip(results) {
+                for (reply, result) in replies.drain(..).zip(results) {
                     let _ = reply.send(result.map_err(RecordError::Refused));
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, launches = batch.len(), "recording a batch of launches failed");
-                for reply in replies {
+                for reply in replies.drain(..) {
                     let _ = reply.send(Err(RecordError::Failed));
                 }
             }
         }
+        batch.clear();
     }
 }

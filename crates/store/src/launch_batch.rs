@@ -1,21 +1,39 @@
-//! Recording many launches in one transaction.
+//! Recording many launches in one transaction (LTI Core §5.3–§5.4 launch data; Security
+//! Framework §5.1.3 step 11: a nonce is accepted once).
 //!
-//! At exam peaks launches arrive by the hundred per second. One transaction per launch pays
-//! a commit and a round trip per statement for each; here a batch shares them: every table is
-//! written with one multi-row statement, whatever the batch size. Ids of people, contexts,
-//! resources and grade targets are derived from what identifies them on the platform, so
-//! upserts need no `RETURNING` to learn them, and the same person launching twice in one
+//! At exam peaks launches arrive by the hundred per second. A batch shares one transaction and
+//! a fixed, small number of database calls whatever its size: rows travel as arrays
+//! (PostgreSQL `UNNEST`) or as one JSON document per table (SQLite `json_each`), so each
+//! statement's text never changes and stays prepared. The two dialects differ here, side by
+//! side, because the point is the number of round trips (PostgreSQL) or hops to the database
+//! thread (SQLite):
+//!
+//! | step | PostgreSQL | SQLite |
+//! |---|---|---|
+//! | checks: deployment active (touched once a minute), nonce consumed | 1 statement | 1 call (with the audit heads) |
+//! | people, contexts, resources, enrolments, grade targets, launches, handoff codes | 1 statement (data-modifying CTEs) | 1 call (with the audit entries) |
+//! | audit chain heads, taken last, just before COMMIT | 2 statements | — |
+//!
+//! Ids of people, contexts, resources and grade targets are derived from what identifies them
+//! on the platform, so upserts need no `RETURNING`, and the same person launching twice in one
 //! batch is one row.
+//!
+//! On PostgreSQL several writers run at once, so nothing shared is locked early: a deployment's
+//! `last_seen_at` is written at most once a minute (and skipped while another writer holds the
+//! row), contexts, resources and grade targets are updated only when a launch changes them (an
+//! `ON CONFLICT DO UPDATE` locks the row even when nothing changes), rows are written in key
+//! order so two writers cannot deadlock, and each tenant's audit chain head is locked last.
 
-use crate::audit::{NewAuditEntry, builder_for};
-use crate::crypto::sha256_hex;
-use crate::db::BeginWrite;
+use crate::audit::{GENESIS, NewAuditEntry, entry_hash};
+use crate::db::Db;
 use crate::error::StoreError;
 use crate::launches::{NewLaunch, RecordedLaunch};
 use crate::tenants::TenantScope;
 use crate::{Store, now_micros};
-use domain::{Actor, ContextId, GradeTargetId, LaunchId, PersonId, ResourceId, TenantId};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use domain::{Actor, ContextId, GradeTargetId, LaunchId, PersonId, ResourceId};
+use serde::Serialize;
+use sqlx::pool::PoolConnection;
+use std::collections::{BTreeMap, HashSet};
 use uuid::Uuid;
 
 /// Why one launch of a batch was not recorded.
@@ -27,18 +45,166 @@ pub enum LaunchRefusal {
     UnknownDeployment,
 }
 
+/// How stale a deployment's `last_seen_at` may be. Writing it on every launch made its row the
+/// one every PostgreSQL writer queued for; a minute is plenty for an admin's "last seen".
+pub const LAST_SEEN_RESOLUTION_MICROS: i64 = 60 * 1_000_000;
+
+/// Times a batch is run again after PostgreSQL rolled it back for a deadlock or a
+/// serialization failure (nothing of it was kept, so running it again is safe).
+const TRANSIENT_RETRIES: usize = 2;
+
+/// The outcome of each launch of a batch, in batch order.
+pub type BatchOutcome = Vec<Result<RecordedLaunch, LaunchRefusal>>;
+
+/// Records batches of launches on one connection, kept between batches while launches keep
+/// coming: taking a connection from the pool checks it first, which costs a round trip
+/// (PostgreSQL) or a hop to the database thread (SQLite) per batch.
+#[derive(Debug)]
+pub struct LaunchWriter {
+    db: Db,
+    conn: Option<Held>,
+}
+
+#[derive(Debug)]
+enum Held {
+    Sqlite(PoolConnection<sqlx::Sqlite>),
+    Postgres(PoolConnection<sqlx::Postgres>),
+}
+
+impl Store {
+    /// A writer for [`LaunchWriter::record`]; give each writer task its own.
+    pub fn launch_writer(&self) -> LaunchWriter {
+        LaunchWriter {
+            db: self.db.clone(),
+            conn: None,
+        }
+    }
+
+    /// Records launches, each for the tenant whose registration admitted it, in one
+    /// transaction. Each launch either is recorded whole or is refused with its reason; a
+    /// database failure fails the batch.
+    pub async fn record_launches(
+        &self,
+        batch: &[(TenantScope, NewLaunch)],
+    ) -> Result<BatchOutcome, StoreError> {
+        let mut writer = self.launch_writer();
+        let outcome = writer.record(batch).await;
+        writer.release();
+        outcome
+    }
+}
+
+impl LaunchWriter {
+    /// Records one batch (see [`Store::record_launches`]).
+    pub async fn record(
+        &mut self,
+        batch: &[(TenantScope, NewLaunch)],
+    ) -> Result<BatchOutcome, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let named: Vec<Named<'_>> = batch
+            .iter()
+            .map(|(scope, launch)| Named {
+                scope,
+                launch,
+                tenant: scope.tenant_id().to_string(),
+                platform: launch.platform_id.to_string(),
+            })
+            .collect();
+        let mut retries = 0;
+        loop {
+            let mut held = match self.conn.take() {
+                Some(held) => held,
+                None => match &self.db {
+                    Db::Sqlite(pool) => Held::Sqlite(pool.acquire().await?),
+                    Db::Postgres(pool) => Held::Postgres(pool.acquire().await?),
+                },
+            };
+            let result = match &mut held {
+                Held::Sqlite(conn) => sqlite::record(conn, &named).await,
+                Held::Postgres(conn) => postgres::record(conn, &named).await,
+            };
+            match result {
+                Ok(outcome) => {
+                    self.conn = Some(held);
+                    return Ok(outcome);
+                }
+                Err(e) if retries < TRANSIENT_RETRIES && is_transient(&e) => {
+                    retries += 1;
+                    tracing::debug!(error = %e, retries, "launch batch rolled back; running it again");
+                }
+                // The connection goes back to the pool, which checks it before its next use.
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Gives the connection back to the pool: a writer with nothing to do holds none.
+    pub fn release(&mut self) {
+        self.conn = None;
+    }
+
+    /// Whether a connection is held between batches.
+    pub fn holds_connection(&self) -> bool {
+        self.conn.is_some()
+    }
+}
+
+/// PostgreSQL's deadlock and serialization failures: the transaction was rolled back whole.
+fn is_transient(e: &StoreError) -> bool {
+    matches!(e, StoreError::Database(sqlx::Error::Database(db))
+        if matches!(db.code().as_deref(), Some("40P01" | "40001")))
+}
+
+/// A launch of the batch with its tenant and platform as text, computed once.
+struct Named<'a> {
+    scope: &'a TenantScope,
+    launch: &'a NewLaunch,
+    tenant: String,
+    platform: String,
+}
+
+/// What the checks found, per launch in batch order.
+struct Checked {
+    /// The deployment is active and belongs to the launch's tenant and platform.
+    live: Vec<bool>,
+    /// The launch's (platform, nonce) was recorded by this batch just now.
+    fresh: Vec<bool>,
+}
+
+/// Refuses what the checks refused. A nonce recorded by this batch admits only the first live
+/// launch carrying it; a later one in the same batch is a replay.
+fn decide(named: &[Named<'_>], checked: &Checked) -> Vec<Option<LaunchRefusal>> {
+    let mut claimed: HashSet<(&str, &str)> = HashSet::new();
+    named
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            if !checked.live[i] {
+                Some(LaunchRefusal::UnknownDeployment)
+            } else if checked.fresh[i]
+                && claimed.insert((n.platform.as_str(), n.launch.nonce.as_str()))
+            {
+                None
+            } else {
+                Some(LaunchRefusal::NonceReplayed)
+            }
+        })
+        .collect()
+}
+
 /// A stable id from what identifies a row on the platform (a UUIDv8 over SHA-256).
 fn derived(kind: &str, parts: &[&str]) -> Uuid {
-    let mut material = String::from(kind);
+    let mut material = String::with_capacity(96);
+    material.push_str(kind);
     for p in parts {
         material.push('\u{1f}');
         material.push_str(p);
     }
-    let digest = sha256_hex(material.as_bytes());
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, material.as_bytes());
     let mut bytes = [0u8; 16];
-    for (i, b) in bytes.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&digest[2 * i..2 * i + 2], 16).unwrap_or(0);
-    }
+    bytes.copy_from_slice(&digest.as_ref()[..16]);
     Uuid::new_v8(bytes)
 }
 
@@ -50,28 +216,29 @@ struct Ids {
     grade_target: Option<GradeTargetId>,
 }
 
-fn ids(launch: &NewLaunch) -> Ids {
-    let platform = launch.platform_id.to_string();
+fn ids(n: &Named<'_>) -> Ids {
+    let launch = n.launch;
+    let platform = n.platform.as_str();
     let context = launch
         .context
         .as_ref()
-        .map(|c| ContextId::from_uuid(derived("context", &[&platform, &c.platform_context_id])));
-    let context_s = context.map(|c| c.to_string());
+        .map(|c| ContextId::from_uuid(derived("context", &[platform, &c.platform_context_id])));
     Ids {
         person: launch
             .person
             .as_ref()
-            .map(|p| PersonId::from_uuid(derived("person", &[&platform, &p.platform_user_id]))),
-        resource: match (&launch.resource, &context_s) {
-            (Some((rid, _)), Some(ctx)) => {
-                Some(ResourceId::from_uuid(derived("resource", &[ctx, rid])))
-            }
+            .map(|p| PersonId::from_uuid(derived("person", &[platform, &p.platform_user_id]))),
+        resource: match (&launch.resource, context) {
+            (Some((rid, _)), Some(ctx)) => Some(ResourceId::from_uuid(derived(
+                "resource",
+                &[&ctx.to_string(), rid],
+            ))),
             _ => None,
         },
-        grade_target: match (&launch.line_item, &context) {
+        grade_target: match (&launch.line_item, context) {
             (Some((url, _)), Some(_)) => Some(GradeTargetId::from_uuid(derived(
                 "grade_target",
-                &[&platform, url],
+                &[platform, url],
             ))),
             _ => None,
         },
@@ -79,384 +246,779 @@ fn ids(launch: &NewLaunch) -> Ids {
     }
 }
 
-/// Keeps the last item per key, in first-seen order: one row per key in an upsert (a
-/// multi-row upsert may not touch a row twice).
-fn last_per_key<K: std::hash::Hash + Eq + Clone, T>(items: Vec<(K, T)>) -> Vec<T> {
-    let mut order = Vec::new();
-    let mut latest: HashMap<K, T> = HashMap::new();
-    for (k, v) in items {
-        if !latest.contains_key(&k) {
-            order.push(k.clone());
-        }
-        latest.insert(k, v);
-    }
-    order
-        .into_iter()
-        .filter_map(|k| latest.remove(&k))
-        .collect()
+// The rows a batch writes. Field names are the JSON keys the SQLite statements read.
+
+/// What each launch's checks need.
+#[derive(Serialize)]
+struct CheckRow<'a> {
+    tenant: &'a str,
+    platform: &'a str,
+    deployment: &'a str,
+    nonce: &'a str,
+    expires: i64,
 }
 
-impl Store {
-    /// Records launches, each for the tenant whose registration admitted it, in one
-    /// transaction. Each launch either is recorded whole or is refused with its reason; a
-    /// database failure fails the batch.
-    pub async fn record_launches(
-        &self,
-        batch: &[(TenantScope, NewLaunch)],
-    ) -> Result<Vec<Result<RecordedLaunch, LaunchRefusal>>, StoreError> {
-        let now = now_micros();
-        let mut outcome: Vec<Option<Result<RecordedLaunch, LaunchRefusal>>> =
-            vec![None; batch.len()];
-        on_db!(&self.db, |pool| {
-            let mut tx = pool.begin_write().await?;
+#[derive(Serialize)]
+struct PersonRow<'a> {
+    id: String,
+    tenant: &'a str,
+    platform: &'a str,
+    user: &'a str,
+    name: Option<&'a str>,
+    given_name: Option<&'a str>,
+    family_name: Option<&'a str>,
+    email: Option<&'a str>,
+}
 
-            // Deployments: active and the tenant's, touched as seen.
-            let mut q = builder_for(&tx, "UPDATE deployments SET last_seen_at = ");
-            q.push_bind(now);
-            q.push(
-                " WHERE status = 'active' AND (tenant_id, platform_id, deployment_id) IN (VALUES ",
+#[derive(Serialize)]
+struct ContextRow<'a> {
+    id: String,
+    tenant: &'a str,
+    platform: &'a str,
+    context: &'a str,
+    title: Option<&'a str>,
+    label: Option<&'a str>,
+    lineitems_url: Option<&'a str>,
+    memberships_url: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct ResourceRow<'a> {
+    id: String,
+    tenant: &'a str,
+    context_id: String,
+    resource: &'a str,
+    title: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct EnrollmentRow<'a> {
+    tenant: &'a str,
+    context_id: String,
+    person_id: String,
+    roles: String,
+}
+
+#[derive(Serialize)]
+struct GradeTargetRow<'a> {
+    id: String,
+    tenant: &'a str,
+    platform: &'a str,
+    context_id: String,
+    resource_id: Option<String>,
+    location: &'a str,
+    label: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct LaunchRow<'a> {
+    id: String,
+    tenant: &'a str,
+    platform: &'a str,
+    person_id: Option<String>,
+    context_id: Option<String>,
+    resource_id: Option<String>,
+    grade_target_id: Option<String>,
+    message_type: &'a str,
+    summary: String,
+    code_hash: &'a str,
+    code_expires: i64,
+}
+
+#[derive(Serialize)]
+struct AuditRow<'a> {
+    chain: &'a str,
+    seq: i64,
+    tenant: Option<String>,
+    at: i64,
+    actor_kind: &'static str,
+    actor_id: &'a str,
+    action: &'static str,
+    subject: &'a str,
+    detail: String,
+    prev_hash: String,
+    hash: String,
+}
+
+#[derive(Serialize)]
+struct HeadRow<'a> {
+    chain: &'a str,
+    seq: i64,
+    hash: String,
+}
+
+/// Everything the accepted launches of a batch write, one row per key (a multi-row upsert may
+/// not touch a row twice; the batch's last launch wins), in key order.
+struct Plan<'a> {
+    people: Vec<PersonRow<'a>>,
+    contexts: Vec<ContextRow<'a>>,
+    resources: Vec<ResourceRow<'a>>,
+    enrollments: Vec<EnrollmentRow<'a>>,
+    grade_targets: Vec<GradeTargetRow<'a>>,
+    launches: Vec<LaunchRow<'a>>,
+    /// The outcome of each accepted launch, by batch index.
+    recorded: Vec<(usize, RecordedLaunch)>,
+    /// Audit entries per chain, in batch order; chains in key order.
+    audit: BTreeMap<String, Vec<NewAuditEntry>>,
+}
+
+fn plan<'a>(named: &'a [Named<'a>], accepted: &[usize], now: i64) -> Plan<'a> {
+    let mut people = BTreeMap::new();
+    let mut contexts = BTreeMap::new();
+    let mut resources = BTreeMap::new();
+    let mut enrollments = BTreeMap::new();
+    let mut grade_targets = BTreeMap::new();
+    let mut launches = Vec::with_capacity(accepted.len());
+    let mut recorded = Vec::with_capacity(accepted.len());
+    let mut audit: BTreeMap<String, Vec<NewAuditEntry>> = BTreeMap::new();
+    for &i in accepted {
+        let n = &named[i];
+        let l = n.launch;
+        let ids = ids(n);
+        let person_s = ids.person.map(|p| p.to_string());
+        let context_s = ids.context.map(|c| c.to_string());
+        let resource_s = ids.resource.map(|r| r.to_string());
+        let grade_target_s = ids.grade_target.map(|g| g.to_string());
+        if let (Some(p), Some(id)) = (&l.person, &person_s) {
+            people.insert(
+                (n.platform.as_str(), p.platform_user_id.as_str()),
+                PersonRow {
+                    id: id.clone(),
+                    tenant: &n.tenant,
+                    platform: &n.platform,
+                    user: &p.platform_user_id,
+                    name: p.name.as_deref(),
+                    given_name: p.given_name.as_deref(),
+                    family_name: p.family_name.as_deref(),
+                    email: p.email.as_deref(),
+                },
             );
-            let mut sep = q.separated(", ");
-            for (scope, l) in batch {
-                sep.push("(");
-                sep.push_bind_unseparated(scope.tenant_id().to_string());
-                sep.push_unseparated(", ");
-                sep.push_bind_unseparated(l.platform_id.to_string());
-                sep.push_unseparated(", ");
-                sep.push_bind_unseparated(&l.deployment_id);
-                sep.push_unseparated(")");
-            }
-            q.push(") RETURNING tenant_id, platform_id, deployment_id");
-            // Keyed by tenant too: one launch's live deployment must not admit another
-            // tenant's launch naming the same platform.
-            let live: HashSet<(String, String, String)> = q
-                .build_query_as::<(String, String, String)>()
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .collect();
-            for (i, (scope, l)) in batch.iter().enumerate() {
-                if !live.contains(&(
-                    scope.tenant_id().to_string(),
-                    l.platform_id.to_string(),
-                    l.deployment_id.clone(),
-                )) {
-                    outcome[i] = Some(Err(LaunchRefusal::UnknownDeployment));
-                }
-            }
-
-            // Nonces: single use per platform, also within the batch.
-            let mut seen = HashSet::new();
-            let mut fresh = Vec::new();
-            for (i, (_, l)) in batch.iter().enumerate() {
-                if outcome[i].is_none() {
-                    if seen.insert((l.platform_id, l.nonce.as_str())) {
-                        fresh.push(i);
-                    } else {
-                        outcome[i] = Some(Err(LaunchRefusal::NonceReplayed));
-                    }
-                }
-            }
-            if !fresh.is_empty() {
-                let mut q = builder_for(
-                    &tx,
-                    "INSERT INTO used_nonces (platform_id, nonce, expires_at) ",
-                );
-                q.push_values(&fresh, |mut b, &i| {
-                    let l = &batch[i].1;
-                    b.push_bind(l.platform_id.to_string())
-                        .push_bind(&l.nonce)
-                        .push_bind(l.nonce_expires_at);
-                });
-                q.push(" ON CONFLICT (platform_id, nonce) DO NOTHING RETURNING platform_id, nonce");
-                let inserted: HashSet<(String, String)> = q
-                    .build_query_as::<(String, String)>()
-                    .fetch_all(&mut *tx)
-                    .await?
-                    .into_iter()
-                    .collect();
-                for &i in &fresh {
-                    let l = &batch[i].1;
-                    if !inserted.contains(&(l.platform_id.to_string(), l.nonce.clone())) {
-                        outcome[i] = Some(Err(LaunchRefusal::NonceReplayed));
-                    }
-                }
-            }
-
-            let accepted: Vec<usize> = (0..batch.len()).filter(|&i| outcome[i].is_none()).collect();
-            let all_ids: Vec<Ids> = batch.iter().map(|(_, l)| ids(l)).collect();
-
-            // People.
-            let people = last_per_key(
-                accepted
-                    .iter()
-                    .filter_map(|&i| all_ids[i].person.map(|p| (p, i)))
-                    .collect(),
+        }
+        if let (Some(c), Some(id)) = (&l.context, &context_s) {
+            contexts.insert(
+                (n.platform.as_str(), c.platform_context_id.as_str()),
+                ContextRow {
+                    id: id.clone(),
+                    tenant: &n.tenant,
+                    platform: &n.platform,
+                    context: &c.platform_context_id,
+                    title: c.title.as_deref(),
+                    label: c.label.as_deref(),
+                    lineitems_url: c.lineitems_url.as_deref(),
+                    memberships_url: c.memberships_url.as_deref(),
+                },
             );
-            if !people.is_empty() {
-                let mut q = builder_for(
-                    &tx,
-                    "INSERT INTO people (id, tenant_id, platform_id, platform_user_id, name, given_name, family_name, email, created_at, updated_at) ",
-                );
-                q.push_values(&people, |mut b, &i| {
-                    let (scope, l) = &batch[i];
-                    let p = l
-                        .person
-                        .as_ref()
-                        .expect("filtered to launches with a person");
-                    b.push_bind(all_ids[i].person.map(|p| p.to_string()))
-                        .push_bind(scope.tenant_id().to_string())
-                        .push_bind(l.platform_id.to_string())
-                        .push_bind(&p.platform_user_id)
-                        .push_bind(&p.name)
-                        .push_bind(&p.given_name)
-                        .push_bind(&p.family_name)
-                        .push_bind(&p.email)
-                        .push_bind(now)
-                        .push_bind(now);
-                });
-                q.push(" ON CONFLICT (platform_id, platform_user_id) DO UPDATE SET \
-                    name = COALESCE(excluded.name, people.name), given_name = COALESCE(excluded.given_name, people.given_name), \
-                    family_name = COALESCE(excluded.family_name, people.family_name), email = COALESCE(excluded.email, people.email), \
-                    updated_at = excluded.updated_at WHERE people.tenant_id = excluded.tenant_id");
-                q.build().execute(&mut *tx).await?;
-            }
-
-            // Contexts.
-            let contexts = last_per_key(
-                accepted
-                    .iter()
-                    .filter_map(|&i| all_ids[i].context.map(|c| (c, i)))
-                    .collect(),
+        }
+        if let (Some((rid, title)), Some(id), Some(ctx)) = (&l.resource, &resource_s, &context_s) {
+            resources.insert(
+                (ctx.clone(), rid.as_str()),
+                ResourceRow {
+                    id: id.clone(),
+                    tenant: &n.tenant,
+                    context_id: ctx.clone(),
+                    resource: rid,
+                    title: title.as_deref(),
+                },
             );
-            if !contexts.is_empty() {
-                let mut q = builder_for(
-                    &tx,
-                    "INSERT INTO contexts (id, tenant_id, platform_id, platform_context_id, title, label, lineitems_url, memberships_url, created_at, updated_at) ",
-                );
-                q.push_values(&contexts, |mut b, &i| {
-                    let (scope, l) = &batch[i];
-                    let c = l
-                        .context
-                        .as_ref()
-                        .expect("filtered to launches with a context");
-                    b.push_bind(all_ids[i].context.map(|c| c.to_string()))
-                        .push_bind(scope.tenant_id().to_string())
-                        .push_bind(l.platform_id.to_string())
-                        .push_bind(&c.platform_context_id)
-                        .push_bind(&c.title)
-                        .push_bind(&c.label)
-                        .push_bind(&c.lineitems_url)
-                        .push_bind(&c.memberships_url)
-                        .push_bind(now)
-                        .push_bind(now);
-                });
-                q.push(" ON CONFLICT (platform_id, platform_context_id) DO UPDATE SET \
-                    title = COALESCE(excluded.title, contexts.title), label = COALESCE(excluded.label, contexts.label), \
-                    lineitems_url = COALESCE(excluded.lineitems_url, contexts.lineitems_url), \
-                    memberships_url = COALESCE(excluded.memberships_url, contexts.memberships_url), \
-                    updated_at = excluded.updated_at WHERE contexts.tenant_id = excluded.tenant_id");
-                q.build().execute(&mut *tx).await?;
-            }
-
-            // Resources.
-            let resources = last_per_key(
-                accepted
-                    .iter()
-                    .filter_map(|&i| all_ids[i].resource.map(|r| (r, i)))
-                    .collect(),
+        }
+        if let (Some(ctx), Some(person)) = (&context_s, &person_s) {
+            enrollments.insert(
+                (ctx.clone(), person.clone()),
+                EnrollmentRow {
+                    tenant: &n.tenant,
+                    context_id: ctx.clone(),
+                    person_id: person.clone(),
+                    roles: serde_json::to_string(&l.roles).unwrap_or_else(|_| "[]".into()),
+                },
             );
-            if !resources.is_empty() {
-                let mut q = builder_for(
-                    &tx,
-                    "INSERT INTO resources (id, tenant_id, context_id, platform_resource_id, title, created_at, updated_at) ",
-                );
-                q.push_values(&resources, |mut b, &i| {
-                    let (scope, l) = &batch[i];
-                    let (rid, title) = l
-                        .resource
-                        .as_ref()
-                        .expect("filtered to launches with a resource");
-                    b.push_bind(all_ids[i].resource.map(|r| r.to_string()))
-                        .push_bind(scope.tenant_id().to_string())
-                        .push_bind(all_ids[i].context.map(|c| c.to_string()))
-                        .push_bind(rid)
-                        .push_bind(title)
-                        .push_bind(now)
-                        .push_bind(now);
-                });
-                q.push(" ON CONFLICT (context_id, platform_resource_id) DO UPDATE SET \
-                    title = COALESCE(excluded.title, resources.title), updated_at = excluded.updated_at \
-                    WHERE resources.tenant_id = excluded.tenant_id");
-                q.build().execute(&mut *tx).await?;
-            }
-
-            // Enrolments.
-            let enrolled = last_per_key(
-                accepted
-                    .iter()
-                    .filter_map(|&i| match (all_ids[i].context, all_ids[i].person) {
-                        (Some(c), Some(p)) => Some(((c, p), i)),
-                        _ => None,
-                    })
-                    .collect(),
+        }
+        if let (Some((url, label)), Some(id), Some(ctx)) =
+            (&l.line_item, &grade_target_s, &context_s)
+        {
+            grade_targets.insert(
+                (n.platform.as_str(), url.as_str()),
+                GradeTargetRow {
+                    id: id.clone(),
+                    tenant: &n.tenant,
+                    platform: &n.platform,
+                    context_id: ctx.clone(),
+                    resource_id: resource_s.clone(),
+                    location: url,
+                    label: label.as_deref(),
+                },
             );
-            if !enrolled.is_empty() {
-                let roles: Vec<String> = enrolled
-                    .iter()
-                    .map(|&i| {
-                        serde_json::to_string(&batch[i].1.roles).unwrap_or_else(|_| "[]".into())
-                    })
-                    .collect();
-                let mut q = builder_for(
-                    &tx,
-                    "INSERT INTO enrollments (tenant_id, context_id, person_id, roles, status, source, updated_at) ",
-                );
-                q.push_values(enrolled.iter().zip(&roles), |mut b, (&i, roles)| {
-                    b.push_bind(batch[i].0.tenant_id().to_string())
-                        .push_bind(all_ids[i].context.map(|c| c.to_string()))
-                        .push_bind(all_ids[i].person.map(|p| p.to_string()))
-                        .push_bind(roles)
-                        .push_bind("active")
-                        .push_bind("launch")
-                        .push_bind(now);
-                });
-                q.push(" ON CONFLICT (context_id, person_id) DO UPDATE SET roles = excluded.roles, status = 'active', \
-                    updated_at = excluded.updated_at WHERE enrollments.tenant_id = excluded.tenant_id");
-                q.build().execute(&mut *tx).await?;
-            }
-
-            // Grade targets.
-            let targets = last_per_key(
-                accepted
-                    .iter()
-                    .filter_map(|&i| all_ids[i].grade_target.map(|g| (g, i)))
-                    .collect(),
-            );
-            if !targets.is_empty() {
-                let mut q = builder_for(
-                    &tx,
-                    "INSERT INTO grade_targets (id, tenant_id, platform_id, context_id, resource_id, kind, location, label, created_at) ",
-                );
-                q.push_values(&targets, |mut b, &i| {
-                    let (scope, l) = &batch[i];
-                    let (url, label) = l
-                        .line_item
-                        .as_ref()
-                        .expect("filtered to launches with a line item");
-                    b.push_bind(all_ids[i].grade_target.map(|g| g.to_string()))
-                        .push_bind(scope.tenant_id().to_string())
-                        .push_bind(l.platform_id.to_string())
-                        .push_bind(all_ids[i].context.map(|c| c.to_string()))
-                        .push_bind(all_ids[i].resource.map(|r| r.to_string()))
-                        .push_bind("lti_line_item")
-                        .push_bind(url)
-                        .push_bind(label)
-                        .push_bind(now);
-                });
-                q.push(
-                    " ON CONFLICT (platform_id, location) DO UPDATE SET \
-                    label = COALESCE(excluded.label, grade_targets.label), \
-                    resource_id = COALESCE(excluded.resource_id, grade_targets.resource_id) \
-                    WHERE grade_targets.tenant_id = excluded.tenant_id",
-                );
-                q.build().execute(&mut *tx).await?;
-            }
-
-            // The launches themselves, their handoff codes and audit entries.
-            let mut recorded = Vec::with_capacity(accepted.len());
-            for &i in &accepted {
-                let (_, l) = &batch[i];
-                let id = LaunchId::generate();
-                let ids = &all_ids[i];
-                let summary = crate::launches::summary(
-                    l,
-                    id,
-                    ids.person,
-                    ids.context,
-                    ids.resource,
-                    ids.grade_target,
-                    now,
-                );
-                recorded.push((
-                    i,
-                    RecordedLaunch {
-                        launch_id: id,
-                        person_id: ids.person,
-                        context_id: ids.context,
-                        resource_id: ids.resource,
-                        grade_target_id: ids.grade_target,
-                        summary,
-                    },
-                ));
-            }
-            if !recorded.is_empty() {
-                let summaries: Vec<String> = recorded
-                    .iter()
-                    .map(|(_, r)| r.summary.to_string())
-                    .collect();
-                let mut q = builder_for(
-                    &tx,
-                    "INSERT INTO launches (id, tenant_id, platform_id, person_id, context_id, resource_id, grade_target_id, message_type, summary, created_at) ",
-                );
-                q.push_values(
-                    recorded.iter().zip(&summaries),
-                    |mut b, ((i, r), summary)| {
-                        let (scope, l) = &batch[*i];
-                        b.push_bind(r.launch_id.to_string())
-                            .push_bind(scope.tenant_id().to_string())
-                            .push_bind(l.platform_id.to_string())
-                            .push_bind(r.person_id.map(|p| p.to_string()))
-                            .push_bind(r.context_id.map(|c| c.to_string()))
-                            .push_bind(r.resource_id.map(|c| c.to_string()))
-                            .push_bind(r.grade_target_id.map(|c| c.to_string()))
-                            .push_bind(&l.message_type)
-                            .push_bind(summary)
-                            .push_bind(now);
-                    },
-                );
-                q.build().execute(&mut *tx).await?;
-
-                let mut q = builder_for(
-                    &tx,
-                    "INSERT INTO handoff_codes (code_hash, tenant_id, launch_id, expires_at) ",
-                );
-                q.push_values(&recorded, |mut b, (i, r)| {
-                    let (scope, l) = &batch[*i];
-                    b.push_bind(&l.handoff_code_hash)
-                        .push_bind(scope.tenant_id().to_string())
-                        .push_bind(r.launch_id.to_string())
-                        .push_bind(l.handoff_expires_at);
-                });
-                q.build().execute(&mut *tx).await?;
-
-                let mut chains: BTreeMap<TenantId, Vec<NewAuditEntry>> = BTreeMap::new();
-                for (i, r) in &recorded {
-                    let (scope, l) = &batch[*i];
-                    chains.entry(scope.tenant_id()).or_default().push(NewAuditEntry::tenant(
-                        scope.tenant_id(),
-                        Actor::system("lti-launch"),
-                        "launch.accepted",
-                        format!("launch:{}", r.launch_id),
-                        serde_json::json!({
-                            "platform_id": l.platform_id, "deployment_id": l.deployment_id,
-                            "message_type": l.message_type, "person_id": r.person_id,
-                            "context_id": r.context_id, "resource_id": r.resource_id, "roles": l.roles,
-                        }),
-                    ));
-                }
-                for entries in chains.values() {
-                    audit_append_all!(tx, entries);
-                }
-            }
-            tx.commit().await?;
-            for (i, r) in recorded {
-                outcome[i] = Some(Ok(r));
-            }
+        }
+        let launch_id = LaunchId::generate();
+        let summary = crate::launches::summary(
+            l,
+            launch_id,
+            ids.person,
+            ids.context,
+            ids.resource,
+            ids.grade_target,
+            now,
+        );
+        audit
+            .entry(n.tenant.clone())
+            .or_default()
+            .push(NewAuditEntry::tenant(
+                n.scope.tenant_id(),
+                Actor::system("lti-launch"),
+                "launch.accepted",
+                format!("launch:{launch_id}"),
+                serde_json::json!({
+                    "platform_id": l.platform_id, "deployment_id": l.deployment_id,
+                    "message_type": l.message_type, "person_id": ids.person,
+                    "context_id": ids.context, "resource_id": ids.resource, "roles": l.roles,
+                }),
+            ));
+        launches.push(LaunchRow {
+            id: launch_id.to_string(),
+            tenant: &n.tenant,
+            platform: &n.platform,
+            person_id: person_s,
+            context_id: context_s,
+            resource_id: resource_s,
+            grade_target_id: grade_target_s,
+            message_type: &l.message_type,
+            summary: summary.to_string(),
+            code_hash: &l.handoff_code_hash,
+            code_expires: l.handoff_expires_at,
         });
-        Ok(outcome
+        recorded.push((
+            i,
+            RecordedLaunch {
+                launch_id,
+                person_id: ids.person,
+                context_id: ids.context,
+                resource_id: ids.resource,
+                grade_target_id: ids.grade_target,
+                summary,
+            },
+        ));
+    }
+    Plan {
+        people: people.into_values().collect(),
+        contexts: contexts.into_values().collect(),
+        resources: resources.into_values().collect(),
+        enrollments: enrollments.into_values().collect(),
+        grade_targets: grade_targets.into_values().collect(),
+        launches,
+        recorded,
+        audit,
+    }
+}
+
+/// The entries of one chain, hashed onto its head: `last_seq` and `prev` are the head's
+/// sequence number and hash before these entries.
+fn chain_rows<'a>(
+    chain: &'a str,
+    entries: &'a [NewAuditEntry],
+    last_seq: i64,
+    mut prev: String,
+    rows: &mut Vec<AuditRow<'a>>,
+) -> HeadRow<'a> {
+    let mut seq = last_seq;
+    for entry in entries {
+        seq += 1;
+        let tenant = entry.tenant_id.map(|t| t.to_string());
+        let detail = entry.detail.to_string();
+        let hash = entry_hash(
+            chain,
+            seq,
+            tenant.as_deref(),
+            entry.at,
+            entry.actor.kind.as_str(),
+            &entry.actor.id,
+            entry.action,
+            &entry.subject,
+            &detail,
+            &prev,
+        );
+        rows.push(AuditRow {
+            chain,
+            seq,
+            tenant,
+            at: entry.at,
+            actor_kind: entry.actor.kind.as_str(),
+            actor_id: &entry.actor.id,
+            action: entry.action,
+            subject: &entry.subject,
+            detail,
+            prev_hash: std::mem::replace(&mut prev, hash.clone()),
+            hash,
+        });
+    }
+    HeadRow {
+        chain,
+        seq,
+        hash: prev,
+    }
+}
+
+/// Each launch's outcome in batch order.
+fn outcome(
+    refusals: Vec<Option<LaunchRefusal>>,
+    recorded: Vec<(usize, RecordedLaunch)>,
+) -> BatchOutcome {
+    let mut out: Vec<Result<RecordedLaunch, LaunchRefusal>> = refusals
+        .into_iter()
+        .map(|r| Err(r.unwrap_or(LaunchRefusal::UnknownDeployment)))
+        .collect();
+    for (i, r) in recorded {
+        out[i] = Ok(r);
+    }
+    out
+}
+
+fn json<T: Serialize>(rows: &T) -> Result<String, StoreError> {
+    serde_json::to_string(rows).map_err(|e| StoreError::Invalid(format!("launch batch: {e}")))
+}
+
+mod sqlite {
+    //! SQLite: one writer holds the database's write lock from `BEGIN IMMEDIATE`, so the audit
+    //! heads can be read with the checks. Each call below is one hop to the connection's
+    //! thread, however many statements it runs (parameters are numbered across them).
+
+    use super::*;
+    use sqlx::{Connection as _, Row as _};
+
+    const CHECK: &str = "\
+UPDATE deployments SET last_seen_at = $2 \
+ WHERE status = 'active' AND (last_seen_at IS NULL OR last_seen_at < $3) \
+   AND (tenant_id, platform_id, deployment_id) IN \
+       (SELECT value->>'tenant', value->>'platform', value->>'deployment' FROM json_each($1)); \
+INSERT INTO used_nonces (platform_id, nonce, expires_at) \
+ SELECT w.value->>'platform', w.value->>'nonce', w.value->>'expires' FROM json_each($1) AS w \
+ WHERE EXISTS (SELECT 1 FROM deployments d WHERE d.status = 'active' AND d.tenant_id = w.value->>'tenant' \
+                 AND d.platform_id = w.value->>'platform' AND d.deployment_id = w.value->>'deployment') \
+ ON CONFLICT (platform_id, nonce) DO NOTHING \
+ RETURNING 'fresh', platform_id, nonce, NULL; \
+SELECT 'live', NULL, NULL, w.key FROM json_each($1) AS w \
+ WHERE EXISTS (SELECT 1 FROM deployments d WHERE d.status = 'active' AND d.tenant_id = w.value->>'tenant' \
+                 AND d.platform_id = w.value->>'platform' AND d.deployment_id = w.value->>'deployment'); \
+SELECT 'head', chain, hash, seq FROM audit_heads WHERE chain IN (SELECT value FROM json_each($4))";
+
+    const WRITE: &str = "\
+INSERT INTO people (id, tenant_id, platform_id, platform_user_id, name, given_name, family_name, email, created_at, updated_at) \
+ SELECT value->>'id', value->>'tenant', value->>'platform', value->>'user', value->>'name', value->>'given_name', \
+        value->>'family_name', value->>'email', $1, $1 FROM json_each($2) WHERE true \
+ ON CONFLICT (platform_id, platform_user_id) DO UPDATE SET \
+   name = COALESCE(excluded.name, people.name), given_name = COALESCE(excluded.given_name, people.given_name), \
+   family_name = COALESCE(excluded.family_name, people.family_name), email = COALESCE(excluded.email, people.email), \
+   updated_at = excluded.updated_at \
+ WHERE people.tenant_id = excluded.tenant_id; \
+INSERT INTO contexts (id, tenant_id, platform_id, platform_context_id, title, label, lineitems_url, memberships_url, created_at, updated_at) \
+ SELECT value->>'id', value->>'tenant', value->>'platform', value->>'context', value->>'title', value->>'label', \
+        value->>'lineitems_url', value->>'memberships_url', $1, $1 FROM json_each($3) WHERE true \
+ ON CONFLICT (platform_id, platform_context_id) DO UPDATE SET \
+   title = COALESCE(excluded.title, contexts.title), label = COALESCE(excluded.label, contexts.label), \
+   lineitems_url = COALESCE(excluded.lineitems_url, contexts.lineitems_url), \
+   memberships_url = COALESCE(excluded.memberships_url, contexts.memberships_url), updated_at = excluded.updated_at \
+ WHERE contexts.tenant_id = excluded.tenant_id \
+   AND (COALESCE(excluded.title, contexts.title) IS DISTINCT FROM contexts.title \
+     OR COALESCE(excluded.label, contexts.label) IS DISTINCT FROM contexts.label \
+     OR COALESCE(excluded.lineitems_url, contexts.lineitems_url) IS DISTINCT FROM contexts.lineitems_url \
+     OR COALESCE(excluded.memberships_url, contexts.memberships_url) IS DISTINCT FROM contexts.memberships_url); \
+INSERT INTO resources (id, tenant_id, context_id, platform_resource_id, title, created_at, updated_at) \
+ SELECT value->>'id', value->>'tenant', value->>'context_id', value->>'resource', value->>'title', $1, $1 \
+ FROM json_each($4) WHERE true \
+ ON CONFLICT (context_id, platform_resource_id) DO UPDATE SET title = excluded.title, updated_at = excluded.updated_at \
+ WHERE resources.tenant_id = excluded.tenant_id AND excluded.title IS NOT NULL \
+   AND excluded.title IS DISTINCT FROM resources.title; \
+INSERT INTO enrollments (tenant_id, context_id, person_id, roles, status, source, updated_at) \
+ SELECT value->>'tenant', value->>'context_id', value->>'person_id', value->>'roles', 'active', 'launch', $1 \
+ FROM json_each($5) WHERE true \
+ ON CONFLICT (context_id, person_id) DO UPDATE SET roles = excluded.roles, status = 'active', \
+   updated_at = excluded.updated_at \
+ WHERE enrollments.tenant_id = excluded.tenant_id; \
+INSERT INTO grade_targets (id, tenant_id, platform_id, context_id, resource_id, kind, location, label, created_at) \
+ SELECT value->>'id', value->>'tenant', value->>'platform', value->>'context_id', value->>'resource_id', \
+        'lti_line_item', value->>'location', value->>'label', $1 FROM json_each($6) WHERE true \
+ ON CONFLICT (platform_id, location) DO UPDATE SET \
+   label = COALESCE(excluded.label, grade_targets.label), \
+   resource_id = COALESCE(excluded.resource_id, grade_targets.resource_id) \
+ WHERE grade_targets.tenant_id = excluded.tenant_id \
+   AND (COALESCE(excluded.label, grade_targets.label) IS DISTINCT FROM grade_targets.label \
+     OR COALESCE(excluded.resource_id, grade_targets.resource_id) IS DISTINCT FROM grade_targets.resource_id); \
+INSERT INTO launches (id, tenant_id, platform_id, person_id, context_id, resource_id, grade_target_id, message_type, summary, created_at) \
+ SELECT value->>'id', value->>'tenant', value->>'platform', value->>'person_id', value->>'context_id', \
+        value->>'resource_id', value->>'grade_target_id', value->>'message_type', value->>'summary', $1 \
+ FROM json_each($7) WHERE true; \
+INSERT INTO handoff_codes (code_hash, tenant_id, launch_id, expires_at) \
+ SELECT value->>'code_hash', value->>'tenant', value->>'id', value->>'code_expires' FROM json_each($7) WHERE true; \
+INSERT INTO audit_log (chain, seq, tenant_id, at, actor_kind, actor_id, action, subject, detail, prev_hash, hash) \
+ SELECT value->>'chain', value->>'seq', value->>'tenant', value->>'at', value->>'actor_kind', value->>'actor_id', \
+        value->>'action', value->>'subject', value->>'detail', value->>'prev_hash', value->>'hash' \
+ FROM json_each($8) WHERE true; \
+INSERT INTO audit_heads (chain, seq, hash) \
+ SELECT value->>'chain', value->>'seq', value->>'hash' FROM json_each($9) WHERE true \
+ ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, hash = excluded.hash";
+
+    pub(super) async fn record(
+        conn: &mut sqlx::SqliteConnection,
+        named: &[Named<'_>],
+    ) -> Result<BatchOutcome, StoreError> {
+        let now = now_micros();
+        let checks: Vec<CheckRow<'_>> = named
+            .iter()
+            .map(|n| CheckRow {
+                tenant: &n.tenant,
+                platform: &n.platform,
+                deployment: &n.launch.deployment_id,
+                nonce: &n.launch.nonce,
+                expires: n.launch.nonce_expires_at,
+            })
+            .collect();
+        let chains: Vec<&str> = named
+            .iter()
+            .map(|n| n.tenant.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
-            .map(|o| o.unwrap_or(Err(LaunchRefusal::UnknownDeployment)))
-            .collect())
+            .collect();
+
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let rows = sqlx::query(CHECK)
+            .bind(json(&checks)?)
+            .bind(now)
+            .bind(now - LAST_SEEN_RESOLUTION_MICROS)
+            .bind(json(&chains)?)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut checked = Checked {
+            live: vec![false; named.len()],
+            fresh: vec![false; named.len()],
+        };
+        let mut fresh: HashSet<(String, String)> = HashSet::new();
+        let mut heads: BTreeMap<String, (i64, String)> = BTreeMap::new();
+        for row in rows {
+            let tag: String = row.try_get(0)?;
+            match tag.as_str() {
+                "fresh" => {
+                    fresh.insert((row.try_get(1)?, row.try_get(2)?));
+                }
+                "live" => {
+                    let i: i64 = row.try_get(3)?;
+                    if let Some(slot) = usize::try_from(i)
+                        .ok()
+                        .and_then(|i| checked.live.get_mut(i))
+                    {
+                        *slot = true;
+                    }
+                }
+                "head" => {
+                    heads.insert(row.try_get(1)?, (row.try_get(3)?, row.try_get(2)?));
+                }
+                _ => return Err(StoreError::Corrupt("launch batch check".into())),
+            }
+        }
+        for (i, n) in named.iter().enumerate() {
+            checked.fresh[i] = fresh.contains(&(n.platform.clone(), n.launch.nonce.clone()));
+        }
+        let refusals = decide(named, &checked);
+        let accepted: Vec<usize> = (0..named.len())
+            .filter(|&i| refusals[i].is_none())
+            .collect();
+        if accepted.is_empty() {
+            tx.commit().await?;
+            return Ok(outcome(refusals, Vec::new()));
+        }
+
+        let plan = plan(named, &accepted, now);
+        let mut audit_rows = Vec::new();
+        let mut head_rows = Vec::new();
+        for (chain, entries) in &plan.audit {
+            let (seq, hash) = heads
+                .get(chain)
+                .cloned()
+                .unwrap_or_else(|| (0, GENESIS.to_owned()));
+            head_rows.push(chain_rows(chain, entries, seq, hash, &mut audit_rows));
+        }
+        sqlx::query(WRITE)
+            .bind(now)
+            .bind(json(&plan.people)?)
+            .bind(json(&plan.contexts)?)
+            .bind(json(&plan.resources)?)
+            .bind(json(&plan.enrollments)?)
+            .bind(json(&plan.grade_targets)?)
+            .bind(json(&plan.launches)?)
+            .bind(json(&audit_rows)?)
+            .bind(json(&head_rows)?)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(outcome(refusals, plan.recorded))
+    }
+}
+
+mod postgres {
+    //! PostgreSQL: arrays bound once per column and unnested; the audit heads are taken last.
+
+    use super::*;
+    use sqlx::Connection as _;
+    use sqlx::postgres::PgBindIterExt as _;
+
+    const CHECK: &str = "\
+WITH w AS ( \
+    SELECT * FROM UNNEST($1::int[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[]) \
+        AS w(i, tenant_id, platform_id, deployment_id, nonce, expires_at) \
+), live AS ( \
+    SELECT d.id, d.tenant_id, d.platform_id, d.deployment_id FROM deployments d \
+    WHERE d.status = 'active' \
+      AND (d.tenant_id, d.platform_id, d.deployment_id) IN (SELECT tenant_id, platform_id, deployment_id FROM w) \
+), touched AS ( \
+    UPDATE deployments SET last_seen_at = $7 \
+    WHERE id IN (SELECT d.id FROM deployments d JOIN live ON live.id = d.id \
+                 WHERE d.last_seen_at IS NULL OR d.last_seen_at < $8 \
+                 ORDER BY d.id FOR UPDATE OF d SKIP LOCKED) \
+), fresh AS ( \
+    INSERT INTO used_nonces (platform_id, nonce, expires_at) \
+    SELECT DISTINCT ON (w.platform_id, w.nonce) w.platform_id, w.nonce, w.expires_at \
+    FROM w JOIN live USING (tenant_id, platform_id, deployment_id) \
+    ORDER BY w.platform_id, w.nonce, w.i \
+    ON CONFLICT (platform_id, nonce) DO NOTHING \
+    RETURNING platform_id, nonce \
+) \
+SELECT w.i, \
+    EXISTS (SELECT 1 FROM live l WHERE l.tenant_id = w.tenant_id AND l.platform_id = w.platform_id \
+            AND l.deployment_id = w.deployment_id), \
+    EXISTS (SELECT 1 FROM fresh f WHERE f.platform_id = w.platform_id AND f.nonce = w.nonce) \
+FROM w";
+
+    const WRITE: &str = "\
+WITH p AS ( \
+    INSERT INTO people (id, tenant_id, platform_id, platform_user_id, name, given_name, family_name, email, created_at, updated_at) \
+    SELECT id, tenant_id, platform_id, user_id, name, given_name, family_name, email, $1, $1 \
+    FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[]) \
+        AS t(id, tenant_id, platform_id, user_id, name, given_name, family_name, email) \
+    ON CONFLICT (platform_id, platform_user_id) DO UPDATE SET \
+        name = COALESCE(excluded.name, people.name), given_name = COALESCE(excluded.given_name, people.given_name), \
+        family_name = COALESCE(excluded.family_name, people.family_name), email = COALESCE(excluded.email, people.email), \
+        updated_at = excluded.updated_at \
+    WHERE people.tenant_id = excluded.tenant_id \
+), cv AS ( \
+    SELECT * FROM UNNEST($10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[]) \
+        AS t(id, tenant_id, platform_id, context_id, title, label, lineitems_url, memberships_url) \
+), cu AS ( \
+    UPDATE contexts c SET title = COALESCE(cv.title, c.title), label = COALESCE(cv.label, c.label), \
+        lineitems_url = COALESCE(cv.lineitems_url, c.lineitems_url), \
+        memberships_url = COALESCE(cv.memberships_url, c.memberships_url), updated_at = $1 \
+    FROM cv \
+    WHERE c.platform_id = cv.platform_id AND c.platform_context_id = cv.context_id AND c.tenant_id = cv.tenant_id \
+      AND (COALESCE(cv.title, c.title) IS DISTINCT FROM c.title OR COALESCE(cv.label, c.label) IS DISTINCT FROM c.label \
+        OR COALESCE(cv.lineitems_url, c.lineitems_url) IS DISTINCT FROM c.lineitems_url \
+        OR COALESCE(cv.memberships_url, c.memberships_url) IS DISTINCT FROM c.memberships_url) \
+), ci AS ( \
+    INSERT INTO contexts (id, tenant_id, platform_id, platform_context_id, title, label, lineitems_url, memberships_url, created_at, updated_at) \
+    SELECT id, tenant_id, platform_id, context_id, title, label, lineitems_url, memberships_url, $1, $1 FROM cv \
+    ON CONFLICT (platform_id, platform_context_id) DO NOTHING \
+), rv AS ( \
+    SELECT * FROM UNNEST($18::text[], $19::text[], $20::text[], $21::text[], $22::text[]) \
+        AS t(id, tenant_id, context_id, resource_id, title) \
+), ru AS ( \
+    UPDATE resources r SET title = rv.title, updated_at = $1 FROM rv \
+    WHERE r.context_id = rv.context_id AND r.platform_resource_id = rv.resource_id AND r.tenant_id = rv.tenant_id \
+      AND rv.title IS NOT NULL AND rv.title IS DISTINCT FROM r.title \
+), ri AS ( \
+    INSERT INTO resources (id, tenant_id, context_id, platform_resource_id, title, created_at, updated_at) \
+    SELECT id, tenant_id, context_id, resource_id, title, $1, $1 FROM rv \
+    ON CONFLICT (context_id, platform_resource_id) DO NOTHING \
+), e AS ( \
+    INSERT INTO enrollments (tenant_id, context_id, person_id, roles, status, source, updated_at) \
+    SELECT tenant_id, context_id, person_id, roles, 'active', 'launch', $1 \
+    FROM UNNEST($23::text[], $24::text[], $25::text[], $26::text[]) AS t(tenant_id, context_id, person_id, roles) \
+    ON CONFLICT (context_id, person_id) DO UPDATE SET roles = excluded.roles, status = 'active', \
+        updated_at = excluded.updated_at \
+    WHERE enrollments.tenant_id = excluded.tenant_id \
+), gv AS ( \
+    SELECT * FROM UNNEST($27::text[], $28::text[], $29::text[], $30::text[], $31::text[], $32::text[], $33::text[]) \
+        AS t(id, tenant_id, platform_id, context_id, resource_id, location, label) \
+), gu AS ( \
+    UPDATE grade_targets g SET label = COALESCE(gv.label, g.label), resource_id = COALESCE(gv.resource_id, g.resource_id) \
+    FROM gv \
+    WHERE g.platform_id = gv.platform_id AND g.location = gv.location AND g.tenant_id = gv.tenant_id \
+      AND (COALESCE(gv.label, g.label) IS DISTINCT FROM g.label \
+        OR COALESCE(gv.resource_id, g.resource_id) IS DISTINCT FROM g.resource_id) \
+), gi AS ( \
+    INSERT INTO grade_targets (id, tenant_id, platform_id, context_id, resource_id, kind, location, label, created_at) \
+    SELECT id, tenant_id, platform_id, context_id, resource_id, 'lti_line_item', location, label, $1 FROM gv \
+    ON CONFLICT (platform_id, location) DO NOTHING \
+), l AS ( \
+    INSERT INTO launches (id, tenant_id, platform_id, person_id, context_id, resource_id, grade_target_id, message_type, summary, created_at) \
+    SELECT id, tenant_id, platform_id, person_id, context_id, resource_id, grade_target_id, message_type, summary, $1 \
+    FROM UNNEST($34::text[], $35::text[], $36::text[], $37::text[], $38::text[], $39::text[], $40::text[], $41::text[], $42::text[]) \
+        AS t(id, tenant_id, platform_id, person_id, context_id, resource_id, grade_target_id, message_type, summary) \
+) \
+INSERT INTO handoff_codes (code_hash, tenant_id, launch_id, expires_at) \
+SELECT * FROM UNNEST($43::text[], $35::text[], $34::text[], $44::bigint[])";
+
+    const HEADS: &str = "\
+INSERT INTO audit_heads (chain, seq, hash) \
+SELECT chain, n, $3 FROM UNNEST($1::text[], $2::bigint[]) AS t(chain, n) ORDER BY chain \
+ON CONFLICT (chain) DO UPDATE SET seq = audit_heads.seq + excluded.seq \
+RETURNING chain, seq, hash";
+
+    const AUDIT: &str = "\
+WITH log AS ( \
+    INSERT INTO audit_log (chain, seq, tenant_id, at, actor_kind, actor_id, action, subject, detail, prev_hash, hash) \
+    SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], \
+                         $8::text[], $9::text[], $10::text[], $11::text[]) \
+) \
+UPDATE audit_heads h SET hash = t.hash FROM UNNEST($12::text[], $13::text[]) AS t(chain, hash) \
+WHERE h.chain = t.chain";
+
+    pub(super) async fn record(
+        conn: &mut sqlx::PgConnection,
+        named: &[Named<'_>],
+    ) -> Result<BatchOutcome, StoreError> {
+        let now = now_micros();
+        let mut tx = conn.begin().await?;
+        let rows: Vec<(i32, bool, bool)> = sqlx::query_as(CHECK)
+            .bind(
+                (0..named.len())
+                    .map(|i| i32::try_from(i).unwrap_or(i32::MAX))
+                    .bind_iter(),
+            )
+            .bind(named.iter().map(|n| n.tenant.as_str()).bind_iter())
+            .bind(named.iter().map(|n| n.platform.as_str()).bind_iter())
+            .bind(
+                named
+                    .iter()
+                    .map(|n| n.launch.deployment_id.as_str())
+                    .bind_iter(),
+            )
+            .bind(named.iter().map(|n| n.launch.nonce.as_str()).bind_iter())
+            .bind(named.iter().map(|n| n.launch.nonce_expires_at).bind_iter())
+            .bind(now)
+            .bind(now - LAST_SEEN_RESOLUTION_MICROS)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut checked = Checked {
+            live: vec![false; named.len()],
+            fresh: vec![false; named.len()],
+        };
+        for (i, live, fresh) in rows {
+            if let Some(i) = usize::try_from(i).ok().filter(|&i| i < named.len()) {
+                checked.live[i] = live;
+                checked.fresh[i] = fresh;
+            }
+        }
+        let refusals = decide(named, &checked);
+        let accepted: Vec<usize> = (0..named.len())
+            .filter(|&i| refusals[i].is_none())
+            .collect();
+        if accepted.is_empty() {
+            tx.commit().await?;
+            return Ok(outcome(refusals, Vec::new()));
+        }
+
+        let plan = plan(named, &accepted, now);
+        let (p, c, r, e, g, l) = (
+            &plan.people,
+            &plan.contexts,
+            &plan.resources,
+            &plan.enrollments,
+            &plan.grade_targets,
+            &plan.launches,
+        );
+        sqlx::query(WRITE)
+            .bind(now)
+            .bind(p.iter().map(|x| x.id.as_str()).bind_iter())
+            .bind(p.iter().map(|x| x.tenant).bind_iter())
+            .bind(p.iter().map(|x| x.platform).bind_iter())
+            .bind(p.iter().map(|x| x.user).bind_iter())
+            .bind(p.iter().map(|x| x.name).bind_iter())
+            .bind(p.iter().map(|x| x.given_name).bind_iter())
+            .bind(p.iter().map(|x| x.family_name).bind_iter())
+            .bind(p.iter().map(|x| x.email).bind_iter())
+            .bind(c.iter().map(|x| x.id.as_str()).bind_iter())
+            .bind(c.iter().map(|x| x.tenant).bind_iter())
+            .bind(c.iter().map(|x| x.platform).bind_iter())
+            .bind(c.iter().map(|x| x.context).bind_iter())
+            .bind(c.iter().map(|x| x.title).bind_iter())
+            .bind(c.iter().map(|x| x.label).bind_iter())
+            .bind(c.iter().map(|x| x.lineitems_url).bind_iter())
+            .bind(c.iter().map(|x| x.memberships_url).bind_iter())
+            .bind(r.iter().map(|x| x.id.as_str()).bind_iter())
+            .bind(r.iter().map(|x| x.tenant).bind_iter())
+            .bind(r.iter().map(|x| x.context_id.as_str()).bind_iter())
+            .bind(r.iter().map(|x| x.resource).bind_iter())
+            .bind(r.iter().map(|x| x.title).bind_iter())
+            .bind(e.iter().map(|x| x.tenant).bind_iter())
+            .bind(e.iter().map(|x| x.context_id.as_str()).bind_iter())
+            .bind(e.iter().map(|x| x.person_id.as_str()).bind_iter())
+            .bind(e.iter().map(|x| x.roles.as_str()).bind_iter())
+            .bind(g.iter().map(|x| x.id.as_str()).bind_iter())
+            .bind(g.iter().map(|x| x.tenant).bind_iter())
+            .bind(g.iter().map(|x| x.platform).bind_iter())
+            .bind(g.iter().map(|x| x.context_id.as_str()).bind_iter())
+            .bind(g.iter().map(|x| x.resource_id.as_deref()).bind_iter())
+            .bind(g.iter().map(|x| x.location).bind_iter())
+            .bind(g.iter().map(|x| x.label).bind_iter())
+            .bind(l.iter().map(|x| x.id.as_str()).bind_iter())
+            .bind(l.iter().map(|x| x.tenant).bind_iter())
+            .bind(l.iter().map(|x| x.platform).bind_iter())
+            .bind(l.iter().map(|x| x.person_id.as_deref()).bind_iter())
+            .bind(l.iter().map(|x| x.context_id.as_deref()).bind_iter())
+            .bind(l.iter().map(|x| x.resource_id.as_deref()).bind_iter())
+            .bind(l.iter().map(|x| x.grade_target_id.as_deref()).bind_iter())
+            .bind(l.iter().map(|x| x.message_type).bind_iter())
+            .bind(l.iter().map(|x| x.summary.as_str()).bind_iter())
+            .bind(l.iter().map(|x| x.code_hash).bind_iter())
+            .bind(l.iter().map(|x| x.code_expires).bind_iter())
+            .execute(&mut *tx)
+            .await?;
+
+        // Last, so each chain head stays locked only for the two statements and COMMIT.
+        let heads: Vec<(String, i64, String)> = sqlx::query_as(HEADS)
+            .bind(plan.audit.keys().map(String::as_str).bind_iter())
+            .bind(
+                plan.audit
+                    .values()
+                    .map(|v| i64::try_from(v.len()).unwrap_or(i64::MAX))
+                    .bind_iter(),
+            )
+            .bind(GENESIS)
+            .fetch_all(&mut *tx)
+            .await?;
+        let heads: BTreeMap<String, (i64, String)> = heads
+            .into_iter()
+            .map(|(chain, seq, hash)| (chain, (seq, hash)))
+            .collect();
+        let mut audit_rows = Vec::new();
+        let mut head_rows = Vec::new();
+        for (chain, entries) in &plan.audit {
+            let (seq, hash) = heads
+                .get(chain)
+                .cloned()
+                .ok_or_else(|| StoreError::Corrupt(format!("audit head of {chain}")))?;
+            let count = i64::try_from(entries.len()).unwrap_or(i64::MAX);
+            head_rows.push(chain_rows(
+                chain,
+                entries,
+                seq - count,
+                hash,
+                &mut audit_rows,
+            ));
+        }
+        let a = &audit_rows;
+        sqlx::query(AUDIT)
+            .bind(a.iter().map(|x| x.chain).bind_iter())
+            .bind(a.iter().map(|x| x.seq).bind_iter())
+            .bind(a.iter().map(|x| x.tenant.as_deref()).bind_iter())
+            .bind(a.iter().map(|x| x.at).bind_iter())
+            .bind(a.iter().map(|x| x.actor_kind).bind_iter())
+            .bind(a.iter().map(|x| x.actor_id).bind_iter())
+            .bind(a.iter().map(|x| x.action).bind_iter())
+            .bind(a.iter().map(|x| x.subject).bind_iter())
+            .bind(a.iter().map(|x| x.detail.as_str()).bind_iter())
+            .bind(a.iter().map(|x| x.prev_hash.as_str()).bind_iter())
+            .bind(a.iter().map(|x| x.hash.as_str()).bind_iter())
+            .bind(head_rows.iter().map(|h| h.chain).bind_iter())
+            .bind(head_rows.iter().map(|h| h.hash.as_str()).bind_iter())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(outcome(refusals, plan.recorded))
     }
 }

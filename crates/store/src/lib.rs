@@ -36,7 +36,7 @@ pub use catalog::{
 pub use db::{Backend, now_micros};
 pub use error::StoreError;
 pub use keys::{KeyStatus, StoredToolKey};
-pub use launch_batch::LaunchRefusal;
+pub use launch_batch::{BatchOutcome, LaunchRefusal, LaunchWriter};
 pub use launches::{LaunchContext, LaunchPerson, NewLaunch, RecordedLaunch};
 pub use line_items::{LineItemContainer, LineItemOrigin, StoredLineItem};
 pub use platforms::{NewPlatform, PlatformRegistration};
