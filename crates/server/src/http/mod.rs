@@ -5,6 +5,7 @@ mod catalog;
 mod deep_linking;
 mod error;
 mod html;
+mod line_items;
 mod login_state;
 mod lti;
 mod members;
@@ -65,6 +66,7 @@ pub fn router(app: App) -> Router {
                 .patch(catalog::update)
                 .delete(catalog::archive),
         )
+        .merge(line_items::routes(&app))
         .with_state(app);
     with_middleware(routes)
 }
