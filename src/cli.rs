@@ -310,6 +310,29 @@ pub enum AuditCommand {
         #[command(flatten)]
         db: DbFlags,
     },
+    /// Write a tenant's audit log to stdout, oldest first
+    Export {
+        #[arg(long)]
+        tenant: TenantId,
+        /// Only entries at or after this time (RFC 3339, e.g. 2026-11-01T00:00:00Z)
+        #[arg(long)]
+        since: Option<String>,
+        /// Only entries before this time (RFC 3339)
+        #[arg(long)]
+        until: Option<String>,
+        /// jsonl (one JSON object per line) or csv
+        #[arg(long, default_value = "jsonl")]
+        format: ExportFormat,
+        #[command(flatten)]
+        db: DbFlags,
+    },
+}
+
+/// Audit export formats.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+    Csv,
 }
 
 /// Parses arguments, runs the command, and turns errors into a message and exit code 1.
@@ -381,6 +404,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print_json(&json!({"replayed": replayed}))
         }
         Command::Audit {
+            command:
+                AuditCommand::Export {
+                    tenant,
+                    since,
+                    until,
+                    format,
+                    db,
+                },
+        } => {
+            let store = open_store(&load(config, &(&db).into())?).await?;
+            let scope = tenant_scope(&store, tenant).await?;
+            let since = since.as_deref().map(|s| rfc3339_micros(s, "--since")).transpose()?;
+            let until = until.as_deref().map(|s| rfc3339_micros(s, "--until")).transpose()?;
+            export_audit(&store.tenant(&scope), since, until, format).await
+        }
+        Command::Audit {
             command: AuditCommand::Verify { tenant, json, db },
         } => {
             let store = open_store(&load(config, &(&db).into())?).await?;
@@ -401,6 +440,71 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn rfc3339_micros(value: &str, flag: &str) -> anyhow::Result<i64> {
+    let t = time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| anyhow::anyhow!("{flag} must be an RFC 3339 time, e.g. 2026-11-01T00:00:00Z"))?;
+    Ok(i64::try_from(t.unix_timestamp_nanos() / 1000)?)
+}
+
+/// A CSV field, quoted when it must be (RFC 4180).
+fn csv_field(v: &str) -> String {
+    if v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v.to_owned()
+    }
+}
+
+async fn export_audit(
+    t: &store::TenantStore<'_>,
+    since: Option<i64>,
+    until: Option<i64>,
+    format: ExportFormat,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if matches!(format, ExportFormat::Csv) {
+        writeln!(out, "seq,at_micros,actor_kind,actor_id,action,subject,detail,prev_hash,hash")?;
+    }
+    let mut after = None;
+    loop {
+        let page = t
+            .query_audit(&store::AuditFilter {
+                since,
+                until,
+                after_seq: after,
+                ..Default::default()
+            })
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.seq);
+        for e in &page {
+            match format {
+                ExportFormat::Jsonl => writeln!(out, "{}", serde_json::to_string(e)?)?,
+                ExportFormat::Csv => writeln!(
+                    out,
+                    "{},{},{},{},{},{},{},{},{}",
+                    e.seq,
+                    e.at,
+                    csv_field(&e.actor_kind),
+                    csv_field(&e.actor_id),
+                    csv_field(&e.action),
+                    csv_field(&e.subject),
+                    csv_field(&e.detail),
+                    e.prev_hash,
+                    e.hash
+                )?,
+            }
+        }
+        if i64::try_from(page.len())? < store::MAX_AUDIT_PAGE {
+            break;
+        }
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// The actor recorded for changes made from the command line.

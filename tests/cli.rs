@@ -528,3 +528,65 @@ fn scores_retry_needs_to_be_told_what_to_retry() {
     assert_eq!(none["replayed"], serde_json::json!([]));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn audit_export_writes_jsonl_and_csv() {
+    let dir = data_dir();
+    let tenant = json(&run(
+        &dir,
+        &["tenant", "create", "--name", "North \"Haverbrook\", Inc"],
+    ));
+    let tenant_id = tenant["id"].as_str().unwrap().to_owned();
+    let jsonl = run(&dir, &["audit", "export", "--tenant", &tenant_id]);
+    assert!(
+        jsonl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&jsonl.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&jsonl.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines.iter().any(|e| e["action"] == "tenant.created"),
+        "{lines:?}"
+    );
+    assert!(lines.iter().all(|e| e["chain"] == tenant_id.as_str()));
+
+    let csv = run(
+        &dir,
+        &["audit", "export", "--tenant", &tenant_id, "--format", "csv"],
+    );
+    assert!(csv.status.success());
+    let text = String::from_utf8_lossy(&csv.stdout).into_owned();
+    let mut rows = text.lines();
+    assert_eq!(
+        rows.next().unwrap(),
+        "seq,at_micros,actor_kind,actor_id,action,subject,detail,prev_hash,hash"
+    );
+    assert_eq!(rows.count(), lines.len());
+    // The detail holds the quoted name: the field is quoted and its quotes doubled.
+    assert!(text.contains(",\"{\"\"api_key_prefix\"\":"), "{text}");
+    assert!(text.contains("North \\\"\"Haverbrook\\\"\", Inc"), "{text}");
+
+    let none = run(
+        &dir,
+        &[
+            "audit",
+            "export",
+            "--tenant",
+            &tenant_id,
+            "--since",
+            "2999-01-01T00:00:00Z",
+        ],
+    );
+    assert!(none.status.success());
+    assert!(none.stdout.is_empty());
+    let bad = run(
+        &dir,
+        &["audit", "export", "--tenant", &tenant_id, "--since", "soon"],
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("RFC 3339"));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -14,6 +14,7 @@
 mod db;
 #[macro_use]
 pub mod audit;
+mod audit_query;
 mod catalog;
 pub mod crypto;
 mod error;
@@ -33,6 +34,7 @@ pub use catalog::{
     CatalogItem, CatalogItemChanges, CatalogItemId, CatalogItemType, NewCatalogItem,
     RESERVED_CUSTOM_PREFIX,
 };
+pub use audit_query::{AuditFilter, MAX_AUDIT_PAGE};
 pub use db::{Backend, now_micros};
 pub use error::StoreError;
 pub use keys::{KeyStatus, StoredToolKey};

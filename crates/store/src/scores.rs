@@ -171,18 +171,12 @@ impl TenantStore<'_> {
         let person_s = s.person_id.to_string();
         let now = now_micros();
         let id = ScoreId::generate();
-        let audit = NewAuditEntry::tenant(
-            tenant,
-            s.actor.clone(),
-            "score.queued",
-            format!("score:{id}"),
-            serde_json::json!({
-                "grade_target_id": target_s, "person_id": person_s,
-                "score_given": s.score_given, "score_maximum": s.score_maximum,
-                "activity_progress": s.activity_progress, "grading_progress": s.grading_progress,
-                "comment": s.comment, "idempotency_key": req.idempotency_key,
-            }),
-        );
+        let detail = serde_json::json!({
+            "grade_target_id": target_s, "person_id": person_s,
+            "score_given": s.score_given, "score_maximum": s.score_maximum,
+            "activity_progress": s.activity_progress, "grading_progress": s.grading_progress,
+            "comment": s.comment, "idempotency_key": req.idempotency_key,
+        });
         let outcome: Result<Option<String>, StoreError> = async {
             Ok(on_db!(self.db, |pool| {
                 let mut tx = pool.begin_write().await?;
@@ -226,15 +220,29 @@ impl TenantStore<'_> {
                 .fetch_one(&mut *tx)
                 .await?;
                 let timestamp = last.map_or(now, |l| now.max(l + 1));
-                sqlx::query(
+                // A score for a pair that already has one is a correction: the audit entry
+                // keeps the value it replaces and who set it.
+                let before: Option<(String, Option<f64>, Option<f64>, String, String, String)> =
+                    sqlx::query_as(
+                        "SELECT id, score_given, score_maximum, actor_kind, actor_id, state FROM scores \
+                         WHERE grade_target_id = $1 AND person_id = $2 AND tenant_id = $3 \
+                         ORDER BY timestamp_micros DESC LIMIT 1",
+                    )
+                    .bind(&target_s)
+                    .bind(&person_s)
+                    .bind(&tenant_s)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let superseded: Vec<String> = sqlx::query_scalar(
                     "UPDATE scores SET state = 'superseded', updated_at = $1 \
-                     WHERE grade_target_id = $2 AND person_id = $3 AND tenant_id = $4 AND state IN ('queued', 'retrying')",
+                     WHERE grade_target_id = $2 AND person_id = $3 AND tenant_id = $4 AND state IN ('queued', 'retrying') \
+                     RETURNING id",
                 )
                 .bind(now)
                 .bind(&target_s)
                 .bind(&person_s)
                 .bind(&tenant_s)
-                .execute(&mut *tx)
+                .fetch_all(&mut *tx)
                 .await?;
                 sqlx::query(
                     "INSERT INTO scores (id, tenant_id, grade_target_id, person_id, score_given, score_maximum, comment, \
@@ -259,7 +267,38 @@ impl TenantStore<'_> {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-                audit_append!(tx, &audit);
+                let mut entries = Vec::with_capacity(1 + superseded.len());
+                let mut detail = detail.clone();
+                let action = match &before {
+                    Some((before_id, given, maximum, actor_kind, actor_id, state)) => {
+                        detail["before"] = serde_json::json!({
+                            "score_id": before_id, "score_given": given, "score_maximum": maximum,
+                            "actor": {"kind": actor_kind, "id": actor_id}, "state": state,
+                        });
+                        "score.corrected"
+                    }
+                    None => "score.queued",
+                };
+                entries.push(NewAuditEntry::tenant(
+                    tenant,
+                    s.actor.clone(),
+                    action,
+                    format!("score:{id}"),
+                    detail,
+                ));
+                for old in &superseded {
+                    entries.push(NewAuditEntry::tenant(
+                        tenant,
+                        s.actor.clone(),
+                        "score.superseded",
+                        format!("score:{old}"),
+                        serde_json::json!({
+                            "superseded_by": id.to_string(),
+                            "grade_target_id": target_s, "person_id": person_s,
+                        }),
+                    ));
+                }
+                audit_append_all!(tx, &entries);
                 tx.commit().await?;
                 None
             }))

@@ -1,6 +1,7 @@
 //! Routes and the middleware every request passes through.
 
 mod api;
+mod audit;
 mod catalog;
 mod deep_linking;
 mod error;
@@ -56,6 +57,7 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/scores/{id}", get(api::get_score))
         .route("/api/v1/scores/{id}/replay", post(replay::replay_one))
         .route("/api/v1/scores:replay-dead", post(replay::replay_all))
+        .route("/api/v1/audit", get(audit::list))
         .route("/api/v1/contexts/{id}/sync", post(members::start_sync))
         .route("/api/v1/contexts/{id}/members", get(members::list_members))
         .route("/api/v1/roster-syncs/{id}", get(members::get_sync))
