@@ -113,3 +113,66 @@ async fn write_batches(store: Store, rx: Arc<Mutex<mpsc::Receiver<Job>>>, max_ba
         batch.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use store::testing::{TestDatabase, seed_launch};
+    use store::{LaunchPerson, crypto::sha256_hex, now_micros};
+
+    fn launch(platform: domain::PlatformId, n: usize) -> NewLaunch {
+        NewLaunch {
+            platform_id: platform,
+            deployment_id: "dep-1".into(),
+            nonce: format!("nonce-{n}"),
+            nonce_expires_at: now_micros() + 3_600_000_000,
+            message_type: "LtiResourceLinkRequest".into(),
+            person: Some(LaunchPerson {
+                platform_user_id: format!("user-{}", n % 7),
+                ..Default::default()
+            }),
+            roles: vec![domain::Role::Learner],
+            context: None,
+            resource: None,
+            line_item: None,
+            extras: serde_json::json!({}),
+            handoff_code_hash: sha256_hex(format!("code-{n}").as_bytes()),
+            handoff_expires_at: now_micros() + 60_000_000,
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_launches_are_batched_answered_once_each_and_writers_let_the_pool_close() {
+        for db in TestDatabase::all().await.unwrap() {
+            let base = url::Url::parse("https://lms.example/").unwrap();
+            let seeded = seed_launch(&db.store, "batched", domain::PlatformKind::Canvas, &base)
+                .await
+                .unwrap();
+            let batcher = LaunchBatcher::spawn(db.store.clone(), 4, 16);
+            let mut tasks = tokio::task::JoinSet::new();
+            for n in 0..120 {
+                let (batcher, scope) = (batcher.clone(), seeded.scope.clone());
+                // Every tenth launch replays the nonce of the one before it.
+                let l = launch(seeded.platform.id, if n % 10 == 9 { n - 1 } else { n });
+                tasks.spawn(async move { batcher.record(scope, l).await });
+            }
+            let (mut ok, mut replayed) = (0, 0);
+            while let Some(r) = tasks.join_next().await {
+                match r.unwrap() {
+                    Ok(_) => ok += 1,
+                    Err(RecordError::Refused(LaunchRefusal::NonceReplayed)) => replayed += 1,
+                    Err(e) => panic!("{} launch failed: {e:?}", db.label),
+                }
+            }
+            assert_eq!((ok, replayed), (108, 12), "{}", db.label);
+            let chain = seeded.scope.tenant_id().to_string();
+            let report = db.store.verify_audit(Some(&chain)).await.unwrap().remove(0);
+            assert!(report.is_intact(), "{report:?}");
+            // Idle writers hold no connection, so shutting down does not hang.
+            tokio::time::timeout(std::time::Duration::from_secs(10), db.store.close())
+                .await
+                .unwrap_or_else(|_| panic!("{}: the pool did not close", db.label));
+            db.cleanup().await;
+        }
+    }
+}

@@ -38,7 +38,7 @@ pub use audit_query::{AuditFilter, MAX_AUDIT_PAGE};
 pub use db::{Backend, now_micros};
 pub use error::StoreError;
 pub use keys::{KeyStatus, StoredToolKey};
-pub use launch_batch::{BatchOutcome, LaunchRefusal, LaunchWriter};
+pub use launch_batch::{BatchOutcome, LAST_SEEN_RESOLUTION_MICROS, LaunchRefusal, LaunchWriter};
 pub use launches::{LaunchContext, LaunchPerson, NewLaunch, RecordedLaunch};
 pub use line_items::{LineItemContainer, LineItemOrigin, StoredLineItem};
 pub use platforms::{NewPlatform, PlatformRegistration};
