@@ -50,6 +50,7 @@ struct Layered {
     tool_name: Option<String>,
     platform_rate_per_sec: Option<f64>,
     platform_max_concurrency: Option<usize>,
+    metrics_token: Option<String>,
 }
 
 const ENV_KEYS: &[&str] = &[
@@ -69,6 +70,7 @@ const ENV_KEYS: &[&str] = &[
     "tool_name",
     "platform_rate_per_sec",
     "platform_max_concurrency",
+    "metrics_token",
 ];
 
 /// The default listen address.
@@ -109,6 +111,7 @@ pub fn load(config: Option<&Path>, flags: &SettingsFlags) -> anyhow::Result<Sett
         s.database_url = d;
     }
     s.master_key = layered.master_key.filter(|k| !k.is_empty());
+    s.metrics_token = layered.metrics_token.filter(|k| !k.is_empty());
     s.log_format = layered.log_format.unwrap_or_default();
     s.clock_skew_secs = layered.clock_skew_secs.unwrap_or(s.clock_skew_secs);
     s.login_state_ttl_secs = layered

@@ -32,6 +32,8 @@ pub(crate) struct Inner {
     pub(crate) registrations: crate::registrations::Registrations,
     /// For calls a request makes to a platform itself (Dynamic Registration).
     pub(crate) http: reqwest::Client,
+    /// The passback worker's per-platform limiters, for `/metrics`.
+    pub(crate) limiters: Arc<passback::Limiters>,
     pub(crate) launches: crate::launch_batcher::LaunchBatcher,
     /// Runs roster syncs (NRPS) in the background.
     pub(crate) rosters: crate::roster_sync::RosterSyncs,
@@ -121,6 +123,7 @@ impl AppBuilder {
             lti: Arc::new(LtiAdapter::new(http.clone(), keyring.clone())),
         });
         let worker = Worker::new(store.clone(), adapters, self.worker);
+        let limiters = worker.limiters();
         let app = App(Arc::new(Inner {
             rosters: crate::roster_sync::RosterSyncs::new(
                 store.clone(),
@@ -129,6 +132,7 @@ impl AppBuilder {
                 crate::roster_sync::RosterSyncConfig::default(),
             ),
             http,
+            limiters,
             launch_url: settings.public("lti/launch"),
             base_url: settings.public(""),
             registrations: crate::registrations::Registrations::new(

@@ -53,6 +53,9 @@ pub struct Settings {
     /// Grade passback: most requests in flight to each platform (Canvas: at most 4).
     #[serde(default = "default_platform_concurrency")]
     pub platform_max_concurrency: usize,
+    /// When set, `GET /metrics` wants it as a bearer token.
+    #[serde(default)]
+    pub metrics_token: Option<String>,
 }
 
 fn default_platform_rate() -> f64 {
@@ -89,6 +92,7 @@ impl Settings {
             tool_name: default_tool_name(),
             platform_rate_per_sec: default_platform_rate(),
             platform_max_concurrency: default_platform_concurrency(),
+            metrics_token: None,
         }
     }
 
@@ -108,6 +112,9 @@ impl Settings {
         if let Some(obj) = v.as_object_mut() {
             if self.master_key.is_some() {
                 obj.insert("master_key".into(), "[redacted]".into());
+            }
+            if self.metrics_token.is_some() {
+                obj.insert("metrics_token".into(), "[redacted]".into());
             }
             obj.insert(
                 "database_url".into(),

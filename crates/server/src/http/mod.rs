@@ -9,6 +9,7 @@ mod html;
 mod line_items;
 mod login_state;
 mod lti;
+mod metrics;
 mod members;
 mod ops;
 mod register;
@@ -39,6 +40,7 @@ pub fn router(app: App) -> Router {
     let routes = Router::new()
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
+        .route("/metrics", get(metrics::metrics))
         .route("/.well-known/jwks.json", get(ops::jwks))
         .route("/lti/login", get(lti::login).post(lti::login))
         .route(
