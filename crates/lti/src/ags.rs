@@ -14,6 +14,8 @@ use crate::keys::ToolKey;
 use crate::service_url::append_segment;
 use crate::token::{AccessToken, TokenClient, TokenEndpoint};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::OffsetDateTime;
 use url::Url;
@@ -246,7 +248,17 @@ pub struct ServiceAuth {
 pub struct AgsClient {
     http: reqwest::Client,
     tokens: TokenClient,
+    /// Per token endpoint, the scope line item reads last succeeded with.
+    read_scope: Arc<Mutex<HashMap<ReadScopeKey, &'static str>>>,
 }
+
+type ReadScopeKey = (String, String, String);
+
+/// Scopes that let a tool read line items, narrowest first. Platforms differ in which they
+/// grant: Moodle's "grade sync only" mode permits only `lineitem.readonly`, while a platform
+/// that lets the tool manage columns may advertise only `lineitem` and refuse a token that
+/// carries just the read-only scope.
+const READ_SCOPES: [&str; 2] = [SCOPE_LINEITEM_READONLY, SCOPE_LINEITEM];
 
 /// Largest answer read from a platform; a line item or result page is a few kilobytes.
 const BODY_LIMIT: usize = 8 * 1024 * 1024;
@@ -256,7 +268,11 @@ pub const MAX_PAGES: usize = 500;
 
 impl AgsClient {
     pub fn new(http: reqwest::Client, tokens: TokenClient) -> Self {
-        Self { http, tokens }
+        Self {
+            http,
+            tokens,
+            read_scope: Arc::default(),
+        }
     }
 
     /// The token cache (for metrics and tests).
@@ -305,12 +321,60 @@ impl AgsClient {
         }
     }
 
+    /// Sends a line item read with a token for one of [`READ_SCOPES`]: the one that worked
+    /// last for this platform, else each in turn while the platform refuses the scope (no
+    /// token for it, or a token for it refused with 401 or 403).
+    async fn execute_read(
+        &self,
+        auth: &ServiceAuth,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, AgsError> {
+        let key = (
+            auth.endpoint.issuer.clone(),
+            auth.endpoint.client_id.clone(),
+            auth.endpoint.token_url.to_string(),
+        );
+        let known = lock(&self.read_scope).get(&key).copied();
+        let mut order: Vec<&'static str> = known.into_iter().collect();
+        order.extend(READ_SCOPES.iter().filter(|s| Some(**s) != known));
+        let last = order.len() - 1;
+        for (i, scope) in order.into_iter().enumerate() {
+            match self.execute(auth, scope, &build).await {
+                Ok(resp) => {
+                    lock(&self.read_scope).insert(key, scope);
+                    return Ok(resp);
+                }
+                Err(e) if i < last && refuses_scope(&e) => {
+                    tracing::debug!(scope, error = %e, "line item read refused for this scope; trying the next");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(AgsError::InvalidRequest("no scope to read line items with"))
+    }
+
     async fn token(&self, auth: &ServiceAuth, scopes: &[&str]) -> Result<AccessToken, AgsError> {
         self.tokens
             .token(&auth.endpoint, scopes, &auth.key)
             .await
             .map_err(AgsError::Token)
     }
+}
+
+/// True when the platform refused the token's scope rather than the request.
+fn refuses_scope(e: &AgsError) -> bool {
+    match e {
+        AgsError::Unauthorized(_) | AgsError::Forbidden(_) => true,
+        AgsError::Token(s) => matches!(
+            s.kind,
+            ServiceErrorKind::InvalidScope | ServiceErrorKind::Rejected
+        ),
+        _ => false,
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 async fn send(req: reqwest::RequestBuilder) -> Result<reqwest::Response, AgsError> {

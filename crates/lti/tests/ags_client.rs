@@ -39,6 +39,9 @@ struct PlatformState {
     next_id: u64,
     /// Moodle's one line item, with its own results.
     moodle_item: Value,
+    /// Like a platform that advertises only `lineitem`: reads with a read-only token are
+    /// refused as unauthenticated.
+    reads_need_full_scope: bool,
 }
 
 #[derive(Clone)]
@@ -208,11 +211,25 @@ async fn handle(
     let needed = match (method.as_str(), path.as_str()) {
         (_, p) if p.ends_with("/scores") => SCOPE_SCORE,
         (_, p) if p.ends_with("/results") => SCOPE_RESULT_READONLY,
-        ("GET", _) => SCOPE_LINEITEM_READONLY,
+        ("GET", _) if !p.state().reads_need_full_scope => SCOPE_LINEITEM_READONLY,
         _ => SCOPE_LINEITEM,
     };
     {
         let s = p.state();
+        if s.reads_need_full_scope
+            && method == Method::GET
+            && token
+                .as_ref()
+                .and_then(|t| s.tokens.get(t))
+                .map(String::as_str)
+                == Some(SCOPE_LINEITEM_READONLY)
+        {
+            return (
+                StatusCode::UNAUTHORIZED,
+                "Invalid LTI 1.3 authentication token",
+            )
+                .into_response();
+        }
         let granted = token.as_ref().and_then(|t| s.tokens.get(t));
         if granted.is_none() || token.as_ref().is_some_and(|t| s.revoked.contains(t)) {
             return (
@@ -692,13 +709,21 @@ async fn every_refusal_maps_to_its_typed_error() {
 
     // 401 twice: one refresh, then the error; no third attempt.
     let before = p.token_requests().len();
-    let e = get("401").await;
+    let e = ags
+        .delete_line_item(&auth(&p), &LineItemUrl::new(p.url("fail/401")))
+        .await
+        .unwrap_err();
     assert!(
         matches!(e, AgsError::Unauthorized(ref s) if s.status == Some(401)),
         "{e:?}"
     );
     assert_eq!(p.seen("/fail/401").len(), 2);
-    assert_eq!(p.token_requests().len(), before + 1);
+    // The lineitem token is cached already (the refused reads above tried it): one refresh.
+    assert_eq!(p.token_requests()[before..], [SCOPE_LINEITEM]);
+    // A read tries the wider scope too before giving up.
+    let e = get("401").await;
+    assert!(matches!(e, AgsError::Unauthorized(_)), "{e:?}");
+    assert_eq!(p.seen("/fail/401").len(), 6);
 
     // Nothing listening: a transport error.
     let closed = {
@@ -857,4 +882,32 @@ async fn links_and_line_items_off_the_platform_or_in_a_loop_are_refused() {
         .await
         .unwrap_err();
     assert!(matches!(e, AgsError::InvalidResponse(_)), "{e:?}");
+}
+
+#[tokio::test]
+async fn reads_fall_back_to_the_lineitem_scope_when_the_read_only_one_is_refused() {
+    let p = platform().await;
+    p.state().reads_need_full_scope = true;
+    let ags = client();
+    let items = ags
+        .list_line_items(&auth(&p), &p.container(), &LineItemQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 7);
+    assert_eq!(
+        p.token_requests(),
+        [
+            SCOPE_LINEITEM_READONLY,
+            SCOPE_LINEITEM_READONLY,
+            SCOPE_LINEITEM
+        ],
+        "read-only refused (and refreshed once), then the lineitem scope"
+    );
+    // Remembered: the next read goes straight to the scope that worked.
+    ags.get_line_item(&auth(&p), &LineItemUrl::new(p.item_url(2)))
+        .await
+        .unwrap();
+    assert_eq!(p.token_requests().len(), 3);
+    let last = p.seen("/courses/1/line_items/2").pop().unwrap();
+    assert_eq!(last.token.as_deref(), Some("tok-3"));
 }

@@ -5,7 +5,7 @@
 
 use super::{
     AgsClient, AgsError, MAX_PAGES, MEDIA_TYPE_LINE_ITEM, MEDIA_TYPE_LINE_ITEMS, SCOPE_LINEITEM,
-    SCOPE_LINEITEM_READONLY, ServiceAuth, next_link, read_body,
+    ServiceAuth, next_link, read_body,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -177,7 +177,7 @@ impl AgsClient {
         url: &Url,
     ) -> Result<LineItemPage, AgsError> {
         let resp = self
-            .execute(auth, SCOPE_LINEITEM_READONLY, || {
+            .execute_read(auth, || {
                 self.http
                     .get(url.clone())
                     .header(http::header::ACCEPT, MEDIA_TYPE_LINE_ITEMS)
@@ -201,7 +201,7 @@ impl AgsClient {
         url: &LineItemUrl,
     ) -> Result<PlatformLineItem, AgsError> {
         let resp = self
-            .execute(auth, SCOPE_LINEITEM_READONLY, || {
+            .execute_read(auth, || {
                 self.http
                     .get(url.as_url().clone())
                     .header(http::header::ACCEPT, MEDIA_TYPE_LINE_ITEM)
