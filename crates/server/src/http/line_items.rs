@@ -699,3 +699,114 @@ async fn results(
     }))
     .into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    async fn answer(e: DeliveryError) -> (StatusCode, Option<String>, serde_json::Value) {
+        let resp = Failure::Platform(e).into_response();
+        let status = resp.status();
+        let retry = resp
+            .headers()
+            .get(header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap();
+        (status, retry, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn platform_refusals_are_told_in_our_words_only() {
+        let secret = "token=abc123 <b>user 42 not in course</b>";
+        let cases = [
+            (
+                DeliveryError::RateLimited {
+                    retry_after: Some(Duration::from_millis(1500)),
+                    detail: secret.into(),
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+                "platform_rate_limited",
+                Some("2"),
+            ),
+            (
+                DeliveryError::Transient {
+                    status: Some(500),
+                    retry_after: None,
+                    detail: secret.into(),
+                },
+                StatusCode::BAD_GATEWAY,
+                "platform_unavailable",
+                None,
+            ),
+            (
+                DeliveryError::Rejected {
+                    status: 404,
+                    detail: secret.into(),
+                },
+                StatusCode::NOT_FOUND,
+                "platform_not_found",
+                None,
+            ),
+            (
+                DeliveryError::Rejected {
+                    status: 400,
+                    detail: secret.into(),
+                },
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "platform_rejected",
+                None,
+            ),
+            (
+                DeliveryError::Rejected {
+                    status: 409,
+                    detail: secret.into(),
+                },
+                StatusCode::CONFLICT,
+                "platform_conflict",
+                None,
+            ),
+            (
+                DeliveryError::Rejected {
+                    status: 403,
+                    detail: secret.into(),
+                },
+                StatusCode::BAD_GATEWAY,
+                "platform_forbidden",
+                None,
+            ),
+            (
+                DeliveryError::Misconfigured {
+                    detail: secret.into(),
+                },
+                StatusCode::BAD_GATEWAY,
+                "platform_misconfigured",
+                None,
+            ),
+        ];
+        for (error, status, code, retry) in cases {
+            let (got, retry_after, body) = answer(error).await;
+            assert_eq!(got, status, "{code}");
+            assert_eq!(body["error"], code);
+            assert_eq!(retry_after.as_deref(), retry, "{code}");
+            assert!(body["correlation_id"].is_string());
+            let text = body.to_string();
+            assert!(
+                !text.contains("abc123") && !text.contains("user 42"),
+                "{code}: {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn text_fields_are_bounded_and_clean() {
+        assert!(check_text("tag", None).is_ok());
+        assert!(check_text("tag", Some("final")).is_ok());
+        assert!(check_text("tag", Some("  ")).is_err());
+        assert!(check_text("tag", Some("a\u{0}b")).is_err());
+        assert!(check_text("tag", Some(&"x".repeat(MAX_TEXT + 1))).is_err());
+        assert!(check_maximum(0.0).is_err());
+        assert!(check_maximum(f64::NAN).is_err());
+        assert!(check_maximum(100.0).is_ok());
+    }
+}
