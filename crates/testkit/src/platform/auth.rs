@@ -209,6 +209,10 @@ impl SimulatedLms {
                 "state is required",
             ));
         };
+        // Deep linking requests and launches of deep-linked activities (deep_linking.rs).
+        if let Some(answer) = self.authenticate_deep_linking(p, nonce, state, redirect) {
+            return answer;
+        }
         // The message hint is single use: taken out whether or not what follows succeeds.
         let pending = p.get("lti_message_hint").and_then(|hint| {
             let mut st = self.state();

@@ -14,6 +14,7 @@
 mod ags;
 mod auth;
 mod data;
+mod deep_linking;
 mod faults;
 mod nrps;
 mod pages;
@@ -138,6 +139,8 @@ struct State {
     scores: Vec<RecordedScore>,
     /// For each (line item, user), the index in `scores` of the current score.
     current: BTreeMap<(u64, String), usize>,
+    /// Deep linking requests, responses and the activities they created (deep_linking.rs).
+    deep_linking: deep_linking::DeepLinkingState,
     /// NRPS: roster changes made while the LMS runs, and how memberships are served.
     roster: nrps::Roster,
     /// Dynamic Registration: how this LMS behaves, its unused registration tokens, the tool
@@ -289,6 +292,7 @@ impl SimulatedLms {
                 get(registration::openid_configuration),
             )
             .route("/register", post(registration::register))
+            .merge(deep_linking::routes())
             .merge(services)
             .with_state(self.clone())
     }
