@@ -1,6 +1,8 @@
 //! `lmsbridge demo`: the gateway, a simulated LMS at `/lms` and a sample product at
 //! `/product`, in one process, registered with each other. Open the printed URL, launch an
 //! activity as a student, grade yourself, and watch the grade arrive in the LMS gradebook.
+//! As the teacher, place the product's catalog items into the course by LTI Deep Linking
+//! (`/lms/deep_linking`): each graded item gets its own gradebook column.
 
 mod product;
 
@@ -12,7 +14,7 @@ use testkit::{LmsConfig, SimulatedLms, ToolRegistration};
 use tokio::net::TcpListener;
 use url::Url;
 
-pub use product::SampleProduct;
+pub use product::{CATALOG, DemoItem, SampleProduct};
 
 /// The demo tenant's name; reused across restarts.
 pub const DEMO_TENANT: &str = "lmsbridge demo school";
@@ -27,6 +29,8 @@ pub struct Demo {
     pub product: SampleProduct,
     /// The page to open.
     pub start_url: Url,
+    /// The course page where the teacher adds the product's items by deep linking.
+    pub deep_linking_url: Url,
 }
 
 impl Demo {
@@ -96,9 +100,13 @@ impl Demo {
             settings.public(""),
             api_key.secret().to_owned(),
             lms.gradebook_url(),
+            settings.public("product/"),
         )?;
+        // Through the product API, like any product; it completes once lmsbridge serves.
+        product.register_catalog_in_background();
         Ok(Self {
             start_url: lms.home_url(),
+            deep_linking_url: lms.deep_linking_page_url(),
             running,
             lms,
             product,
@@ -140,6 +148,10 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     println!(
         "  Open {} and launch an activity as a student.",
         demo.start_url
+    );
+    println!(
+        "  As the teacher, add the product's activities at {}",
+        demo.deep_linking_url
     );
     println!();
     let Demo {

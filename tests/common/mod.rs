@@ -8,6 +8,8 @@ use server::Settings;
 pub struct Running {
     pub demo_url: url::Url,
     pub lms: testkit::SimulatedLms,
+    /// The app's store, for tests that set up more than the demo does.
+    pub store: store::Store,
     stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
     dir: std::path::PathBuf,
@@ -23,6 +25,7 @@ pub async fn start(database_url: Option<String>) -> Running {
     let d = Demo::prepare(settings).await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (lms, product) = (d.lms.clone(), d.product.clone());
+    let store = d.running.app.store().clone();
     let server = tokio::spawn(lmsbridge::cli::run_server(
         listener,
         d.running,
@@ -32,9 +35,17 @@ pub async fn start(database_url: Option<String>) -> Running {
             let _ = stopped.await;
         },
     ));
+    // The sample product registers its catalog through the API once the server answers.
+    assert!(
+        d.product
+            .catalog_ready(std::time::Duration::from_secs(30))
+            .await,
+        "the sample product registered its catalog"
+    );
     Running {
         demo_url: d.start_url,
         lms: d.lms,
+        store,
         stop,
         server,
         dir,
