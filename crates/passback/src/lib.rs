@@ -9,8 +9,10 @@
 
 mod backoff;
 pub mod limiter;
+pub mod webhooks;
 mod worker;
 
 pub use backoff::Backoff;
 pub use limiter::{LimiterConfig, Limiters};
+pub use webhooks::{WebhookConfig, WebhookSender};
 pub use worker::{AdapterResolver, Worker, WorkerConfig};

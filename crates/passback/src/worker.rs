@@ -59,6 +59,7 @@ pub struct Worker {
     config: WorkerConfig,
     wake: Arc<Notify>,
     limiters: Arc<Limiters>,
+    webhooks: Option<crate::webhooks::WebhookSender>,
 }
 
 impl Worker {
@@ -69,7 +70,15 @@ impl Worker {
             limiters: Arc::new(Limiters::new(config.limiter)),
             config,
             wake: Arc::new(Notify::new()),
+            webhooks: None,
         }
+    }
+
+    /// Also sends the product's webhook deliveries in each round.
+    #[must_use]
+    pub fn with_webhooks(mut self, sender: crate::webhooks::WebhookSender) -> Self {
+        self.webhooks = Some(sender);
+        self
     }
 
     /// The per-platform limiters, for metrics.
@@ -119,8 +128,18 @@ impl Worker {
         }
     }
 
-    /// Claims one batch and sends it. Returns how many scores were handled.
+    /// Sends one batch of scores and one of webhook deliveries. Returns how many were handled.
     pub async fn run_once(&self) -> Result<usize, store::StoreError> {
+        let scores = self.run_scores_once().await?;
+        let webhooks = match &self.webhooks {
+            Some(sender) => sender.run_once(&self.config.id).await?,
+            None => 0,
+        };
+        Ok(scores + webhooks)
+    }
+
+    /// Claims one batch of scores and sends it. Returns how many scores were handled.
+    pub async fn run_scores_once(&self) -> Result<usize, store::StoreError> {
         let lease_until = now_micros() + micros(self.config.lease);
         let claimed = self
             .store

@@ -122,7 +122,14 @@ impl AppBuilder {
         let adapters = Arc::new(Adapters {
             lti: Arc::new(LtiAdapter::new(http.clone(), keyring.clone())),
         });
-        let worker = Worker::new(store.clone(), adapters, self.worker);
+        let worker = Worker::new(store.clone(), adapters, self.worker).with_webhooks(
+            passback::WebhookSender::new(
+                store.clone(),
+                http.clone(),
+                master.clone(),
+                passback::WebhookConfig::default(),
+            ),
+        );
         let limiters = worker.limiters();
         let app = App(Arc::new(Inner {
             rosters: crate::roster_sync::RosterSyncs::new(

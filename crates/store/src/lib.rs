@@ -14,6 +14,8 @@
 mod db;
 #[macro_use]
 pub mod audit;
+#[macro_use]
+mod webhooks;
 mod audit_query;
 mod catalog;
 pub mod crypto;
@@ -52,6 +54,7 @@ pub use rosters::{
 pub use scores::{
     AttemptOutcome, ClaimedScore, EnqueueOutcome, ScoreAttempt, ScoreRecord, ScoreRequest,
 };
+pub use webhooks::{ClaimedWebhook, WebhookAttempt, WebhookDelivery, WebhookOutcome};
 pub use tenants::{ApiKey, TenantScope};
 
 use db::Db;

@@ -586,6 +586,25 @@ impl Store {
                 if let Some(audit) = &audit {
                     audit_append!(tx, audit);
                 }
+                // The product hears about final outcomes from the same transaction.
+                if state != "retrying" {
+                    let event = if state == "delivered" {
+                        "score.delivered"
+                    } else {
+                        "score.dead"
+                    };
+                    queue_webhook_event!(
+                        tx,
+                        &tenant_s,
+                        event,
+                        serde_json::json!({"data": {
+                            "score_id": id_s, "state": state, "status": status, "detail": detail,
+                            "attempt": claimed.attempts, "platform_user_id": claimed.platform_user_id,
+                            "score_given": claimed.score_given, "score_maximum": claimed.score_maximum,
+                        }}),
+                        now
+                    );
+                }
             }
             tx.commit().await?;
             updated == 1

@@ -15,6 +15,7 @@ mod ops;
 mod register;
 mod replay;
 mod storage;
+mod webhooks;
 
 use crate::App;
 use axum::Router;
@@ -60,6 +61,10 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/scores/{id}/replay", post(replay::replay_one))
         .route("/api/v1/scores:replay-dead", post(replay::replay_all))
         .route("/api/v1/audit", get(audit::list))
+        .route(
+            "/api/v1/webhook",
+            get(webhooks::get).put(webhooks::set).delete(webhooks::remove),
+        )
         .route("/api/v1/contexts/{id}/sync", post(members::start_sync))
         .route("/api/v1/contexts/{id}/members", get(members::list_members))
         .route("/api/v1/roster-syncs/{id}", get(members::get_sync))
