@@ -578,8 +578,16 @@ async fn fetch(
         }
     }
     let container: MembershipContainer = serde_json::from_slice(&body).map_err(|e| {
-        // serde's message names the field and position, never the value.
-        Fetch::Invalid(format!("not valid JSON for a membership container ({e})"))
+        // Where, not what: serde's own message may quote the platform's data.
+        let what = match e.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "is not JSON",
+            _ => "is JSON, but not a membership container",
+        };
+        Fetch::Invalid(format!(
+            "the body {what} (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
     })?;
     let find = |rel: &str| links.iter().find(|(_, r)| r == rel).map(|(u, _)| u.clone());
     Ok(MembershipPage {

@@ -242,6 +242,7 @@ async fn status(
             .into_response(),
         "401" => (StatusCode::UNAUTHORIZED, "{\"error\":\"invalid_token\"}").into_response(),
         "not-json" => (StatusCode::OK, "<html>login</html>").into_response(),
+        "wrong-shape" => (StatusCode::OK, r#"{"members": "Ada Lovelace"}"#).into_response(),
         other => {
             let s: u16 = other.parse().unwrap();
             (
@@ -523,6 +524,12 @@ async fn each_failure_status_is_typed() {
     assert!(
         !detail(&e).contains("<html>"),
         "the body is not echoed: {e}"
+    );
+    let e = s.error_of("status/wrong-shape").await;
+    assert!(matches!(e, NrpsError::InvalidContainer { .. }), "{e:?}");
+    assert!(
+        !detail(&e).contains("Ada"),
+        "the platform's data is not quoted: {e}"
     );
 
     // Nothing listening: no answer at all.
