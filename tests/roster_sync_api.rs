@@ -179,12 +179,18 @@ impl Harness {
 
     /// Polls a sync until it is finished.
     async fn finished(&self, id: &str) -> Value {
+        self.finished_observing(id).await.0
+    }
+
+    /// Polls a sync until it is finished; also returns every answer seen on the way.
+    async fn finished_observing(&self, id: &str) -> (Value, Vec<Value>) {
         let deadline = Instant::now() + SYNC_DONE;
+        let mut seen = Vec::new();
         loop {
             let s = self.get(&format!("api/v1/roster-syncs/{id}")).await;
             match s["state"].as_str() {
-                Some("done" | "failed") => return s,
-                Some("queued" | "running") => {}
+                Some("done" | "failed") => return (s, seen),
+                Some("queued" | "running") => seen.push(s.clone()),
                 other => panic!("unexpected state {other:?}: {s:#}"),
             }
             assert!(
@@ -247,16 +253,29 @@ async fn roster_sync_through_the_api(mut h: Harness) {
         [row("student-1", "active", json!(["learner"]))]
     );
 
-    // The first sync reads the three members over two pages.
+    // The first sync reads the three members over two pages. The LMS answers slowly, so
+    // the sync is seen part way, and asking again meanwhile gives the same sync.
+    h.lms.faults().set_latency(Duration::from_millis(700));
     let started = h.start_sync(&context, "").await;
     assert_eq!(started["kind"], "full");
     assert_eq!(started["created"], true);
     assert!(matches!(
         started["state"].as_str(),
-        Some("queued" | "running" | "done")
+        Some("queued" | "running")
     ));
     let id = started["id"].as_str().unwrap().to_owned();
-    let done = h.finished(&id).await;
+    let again = h.start_sync(&context, "").await;
+    assert_eq!(again["id"], id.as_str(), "one sync per context: {again:#}");
+    assert_eq!(again["created"], false);
+    let (done, seen) = h.finished_observing(&id).await;
+    h.lms.faults().set_latency(Duration::ZERO);
+    assert!(
+        seen.iter().any(|s| s["state"] == "running"
+            && s["pages_fetched"] == 1
+            && s["more_pages"] == true
+            && s["members_seen"] == 2),
+        "progress is written after each page: {seen:#?}"
+    );
     assert_eq!(done["state"], "done", "{done:#}");
     assert_eq!(done["context_id"], context.as_str());
     assert_eq!(done["pages_fetched"], 2, "{done:#}");
@@ -366,6 +385,55 @@ async fn roster_sync_through_the_api(mut h: Harness) {
         h.members(&context, "").await.len(),
         2,
         "student-1 and student-3 stay active"
+    );
+
+    // A context whose launches carried no NRPS claim cannot be synced, and says why.
+    let scope = h
+        .app
+        .store()
+        .authenticate_api_key(&h.api_key)
+        .await
+        .unwrap()
+        .unwrap();
+    let tenant = h.app.store().tenant(&scope);
+    let platform = tenant.list_platforms().await.unwrap().remove(0);
+    let no_nrps = tenant
+        .record_launch(&store::NewLaunch {
+            platform_id: platform.id,
+            deployment_id: "deployment-1".into(),
+            nonce: "no-nrps-nonce".into(),
+            nonce_expires_at: store::now_micros() + 3_600_000_000,
+            message_type: "LtiResourceLinkRequest".into(),
+            person: Some(store::LaunchPerson {
+                platform_user_id: "student-1".into(),
+                ..Default::default()
+            }),
+            roles: vec![domain::Role::Learner],
+            context: Some(store::LaunchContext {
+                platform_context_id: "course-without-nrps".into(),
+                ..Default::default()
+            }),
+            resource: None,
+            line_item: None,
+            extras: json!({}),
+            handoff_code_hash: "no-nrps-code".into(),
+            handoff_expires_at: store::now_micros() + 60_000_000,
+        })
+        .await
+        .unwrap();
+    let (got, body) = h
+        .call(
+            reqwest::Method::POST,
+            &format!("api/v1/contexts/{}/sync", no_nrps.context_id.unwrap()),
+            &h.api_key,
+        )
+        .await;
+    assert_eq!(got, 422, "{body:#}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Names and Roles")),
+        "{body:#}"
     );
 
     // Bad input is refused with a reason, and nothing changes.
