@@ -323,40 +323,7 @@ async fn scenario(python: &Path, interop: &Path) {
     let context = launch["context"]["id"].as_str().unwrap().to_owned();
 
     // The sync, through the product API.
-    let started: Value = http
-        .post(
-            bridge
-                .join(&format!("api/v1/contexts/{context}/sync"))
-                .unwrap(),
-        )
-        .bearer_auth(&api_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = started["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{started:#}"))
-        .to_owned();
-    let deadline = Instant::now() + SYNC_DONE;
-    let done = loop {
-        let s = get_json(
-            &http,
-            bridge
-                .join(&format!("api/v1/roster-syncs/{id}"))
-                .unwrap()
-                .as_str(),
-            Some(&api_key),
-        )
-        .await;
-        if matches!(s["state"].as_str(), Some("done" | "failed")) {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "sync not finished: {s:#}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let done = run_sync(&http, &bridge, &api_key, &context).await;
     assert_eq!(
         done["state"],
         "done",
@@ -452,6 +419,54 @@ async fn scenario(python: &Path, interop: &Path) {
         "{tokens:#}"
     );
 
+    // The peer throttles, then fails once: each answer is retried, the 429 no sooner than
+    // its Retry-After, and the sync completes.
+    control(
+        &http,
+        &peer,
+        json!({"fail_next": [429, 500], "groups": ["nrps"], "retry_after": 1}),
+    )
+    .await;
+    let retried = run_sync(&http, &bridge, &api_key, &context).await;
+    assert_eq!(retried["state"], "done", "{retried:#}");
+    assert_eq!(retried["members_seen"], 4, "{retried:#}");
+    let faults = get_json(&http, &format!("{}/_inspect/faults", peer.base), None).await;
+    let injected: Vec<&Value> = faults
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| &f["status"])
+        .collect();
+    assert_eq!(injected, [&json!(429), &json!(500)], "{faults:#}");
+
+    // A platform that keeps failing: the sync fails with the reason, and removes no one.
+    control(
+        &http,
+        &peer,
+        json!({"fail_next": [500, 500, 500, 500], "groups": ["nrps"]}),
+    )
+    .await;
+    let failed = run_sync(&http, &bridge, &api_key, &context).await;
+    assert_eq!(failed["state"], "failed", "{failed:#}");
+    assert_eq!(failed["error"]["code"], "platform_5xx", "{failed:#}");
+    assert!(
+        failed["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("HTTP 500") && m.contains("after 4 attempts")),
+        "{failed:#}"
+    );
+    assert_eq!(failed["removed"], 0);
+    let still = get_json(
+        &http,
+        bridge
+            .join(&format!("api/v1/contexts/{context}/members"))
+            .unwrap()
+            .as_str(),
+        Some(&api_key),
+    )
+    .await;
+    assert_eq!(still["members"].as_array().unwrap().len(), 4, "{still:#}");
+
     let _ = stop.send(());
     tokio::time::timeout(Duration::from_secs(30), server)
         .await
@@ -460,4 +475,53 @@ async fn scenario(python: &Path, interop: &Path) {
         .unwrap();
     drop(peer);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Starts a sync of `context` through the product API and polls it until it is finished.
+async fn run_sync(http: &reqwest::Client, bridge: &Url, api_key: &str, context: &str) -> Value {
+    let started: Value = http
+        .post(
+            bridge
+                .join(&format!("api/v1/contexts/{context}/sync"))
+                .unwrap(),
+        )
+        .bearer_auth(api_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = started["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{started:#}"))
+        .to_owned();
+    let deadline = Instant::now() + SYNC_DONE;
+    loop {
+        let s = get_json(
+            http,
+            bridge
+                .join(&format!("api/v1/roster-syncs/{id}"))
+                .unwrap()
+                .as_str(),
+            Some(api_key),
+        )
+        .await;
+        if matches!(s["state"].as_str(), Some("done" | "failed")) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "sync not finished: {s:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Changes the peer's fault injection (its `/_control/faults` test hook).
+async fn control(http: &reqwest::Client, peer: &Peer, body: Value) {
+    let resp = http
+        .post(format!("{}/_control/faults", peer.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
 }
