@@ -108,3 +108,41 @@ async fn launches_in_chromium_with_cookies_and_with_cookies_blocked() {
 
     common::stop(r).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_teacher_places_items_from_the_picker_inside_the_lms_frame() {
+    let Some(chromium) = chromium() else { return };
+    let r = common::start(None).await;
+
+    // Inside the LMS's frame (frame-ancestors lets the LMS frame the picker), the teacher ticks
+    // the offered items and adds them; the response page's script posts them to the LMS.
+    let dom = dump_dom(
+        &chromium,
+        &r.lms.deep_linking_frame_url("teacher-1", true, false),
+        false,
+    )
+    .await;
+    let seen = observed(&dom);
+    assert!(seen.starts_with("/lms/deep_linking/return"), "{seen}");
+    assert!(seen.contains("2 activities added"), "{seen}");
+    assert!(
+        seen.contains("Enzyme kinetics quiz") && seen.contains("Genetics lab report"),
+        "{seen}"
+    );
+    assert_eq!(r.lms.deep_linked_resources().len(), 2);
+
+    // With every cookie blocked the launch is bound by platform storage, and the picker opens
+    // through it.
+    let dom = dump_dom(
+        &chromium,
+        &r.lms.deep_linking_frame_url("teacher-1", true, true),
+        true,
+    )
+    .await;
+    let seen = observed(&dom);
+    assert!(seen.starts_with("/lms/deep_linking/return"), "{seen}");
+    assert!(seen.contains("2 activities added"), "{seen}");
+    assert_eq!(r.lms.deep_linked_resources().len(), 4);
+
+    common::stop(r).await;
+}

@@ -93,6 +93,7 @@ pub(super) fn routes() -> Router<SimulatedLms> {
         .route("/deep_linking/start", get(start))
         .route("/deep_linking/launch", get(launch_link))
         .route("/deep_linking/return", post(receive))
+        .route("/deep_linking/frame", get(frame))
         .route("/_inspect/deep_linking", get(inspect))
 }
 
@@ -193,6 +194,72 @@ async fn receive(
     }
 }
 
+/// The platform side of the frame page: answers LTI platform storage messages
+/// (`lti.put_data`, `lti.get_data`) from the tool's frame, mirrors what the frame shows (same
+/// origin only, as in the demo) so a headless browser's DOM dump reveals where the flow ended,
+/// and with `pick` set plays the teacher: ticks every offered item and presses "Add selected".
+const FRAME_JS: &str = r#"
+const store = new Map();
+window.addEventListener('message', (e) => {
+  const m = e.data;
+  if (!m || typeof m.subject !== 'string') return;
+  const reply = (data) => e.source.postMessage(Object.assign({message_id: m.message_id}, data), e.origin);
+  const key = e.origin + '|' + m.key;
+  if (m.subject === 'lti.put_data') {
+    store.set(key, m.value);
+    reply({subject: 'lti.put_data.response', key: m.key, value: m.value});
+  } else if (m.subject === 'lti.get_data') {
+    if (store.has(key)) reply({subject: 'lti.get_data.response', key: m.key, value: store.get(key)});
+    else reply({subject: 'lti.get_data.response', key: m.key, error: {code: 'bad_request', message: 'no such key'}});
+  }
+});
+const frame = document.getElementById('tool');
+const pick = frame.dataset.pick === 'all';
+let picked = false;
+frame.addEventListener('load', () => {
+  try {
+    const doc = frame.contentDocument;
+    document.getElementById('observed').textContent = doc.location.pathname + '\n' + doc.body.innerText;
+    const form = doc.getElementById('picker');
+    if (pick && form && !picked) {
+      picked = true;
+      form.querySelectorAll('input[name=item]').forEach((i) => { i.checked = true; });
+      form.querySelector('button[type=submit]').click();
+    }
+  } catch (e) {
+    document.getElementById('observed').textContent = 'cross-origin';
+  }
+});
+"#;
+
+/// `GET /deep_linking/frame?user=…[&pick=all][&storage=1]`: the deep linking request inside an
+/// iframe of this page, as an LMS shows it, optionally offering platform storage.
+async fn frame(State(lms): State<SimulatedLms>, RawQuery(query): RawQuery) -> Response {
+    let p = Params::from_query(query.as_deref());
+    let Some(user) = p.get("user") else {
+        return html(
+            StatusCode::BAD_REQUEST,
+            message_page("Bad request", "user is required."),
+        );
+    };
+    let mut src = lms.deep_linking_url(user);
+    if flag(&p, "storage", false) {
+        src.query_pairs_mut().append_pair("storage", "_parent");
+    }
+    let pick = if p.get("pick") == Some("all") {
+        "all"
+    } else {
+        "none"
+    };
+    let body = format!(
+        "<h1>Add activities</h1>\n<iframe id=\"tool\" name=\"tool\" data-pick=\"{pick}\" src=\"{}\" \
+         style=\"width:100%;height:32rem;border:1px solid #cbd2d9\"></iframe>\n\
+         <pre id=\"observed\" class=\"muted\"></pre>\n<script>{FRAME_JS}</script>\n",
+        escape(src.as_str())
+    );
+    html(StatusCode::OK, document("Add activities", &body))
+}
+
 /// `GET /_inspect/deep_linking`: requests sent, responses received, activities created.
 async fn inspect(State(lms): State<SimulatedLms>) -> Response {
     let state = lms.state();
@@ -275,6 +342,20 @@ impl SimulatedLms {
     pub fn deep_linking_url(&self, user_id: &str) -> Url {
         let mut url = self.endpoint(&["deep_linking", "start"]);
         url.query_pairs_mut().append_pair("user", user_id);
+        url
+    }
+
+    /// A page that shows the deep linking request in an iframe, as an LMS does; `pick_all`
+    /// makes its script tick every offered item and submit, `storage` offers platform storage.
+    pub fn deep_linking_frame_url(&self, user_id: &str, pick_all: bool, storage: bool) -> Url {
+        let mut url = self.endpoint(&["deep_linking", "frame"]);
+        url.query_pairs_mut().append_pair("user", user_id);
+        if pick_all {
+            url.query_pairs_mut().append_pair("pick", "all");
+        }
+        if storage {
+            url.query_pairs_mut().append_pair("storage", "1");
+        }
         url
     }
 
