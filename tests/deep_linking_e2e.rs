@@ -495,12 +495,207 @@ async fn refusals(r: &Running) {
     assert_eq!(claims["aud"], lms_b.issuer());
 }
 
+/// The catalog API as a product meets it: clear 422s that change nothing, partial updates,
+/// archiving (which takes an item out of the picker), and another tenant's key that reaches
+/// none of it.
+async fn catalog_api(r: &Running) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let base = r.demo_url.join("/").unwrap();
+    let catalog = base.join("api/v1/catalog").unwrap();
+    let scope = r
+        .store
+        .find_tenant_by_name(lmsbridge::demo::DEMO_TENANT)
+        .await
+        .unwrap()
+        .unwrap();
+    let key = r
+        .store
+        .issue_api_key(&scope, Some("e2e"), &actor())
+        .await
+        .unwrap();
+    let key = key.secret().to_owned();
+    let send = |method: reqwest::Method, url: Url, body: Option<Value>, key: Option<String>| {
+        let mut req = http.request(method, url);
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let before = catalog_ids(r).await.len();
+
+    let (status, _) = send(reqwest::Method::GET, catalog.clone(), None, None).await;
+    assert_eq!(status, 401);
+    for (body, says) in [
+        (serde_json::json!({"text": "no title"}), "title"),
+        (serde_json::json!({"title": " "}), "title must be"),
+        (
+            serde_json::json!({"title": "x", "url": "not a url"}),
+            "absolute http or https",
+        ),
+        (
+            serde_json::json!({"title": "x", "url": "ftp://f.example/x"}),
+            "absolute http or https",
+        ),
+        (serde_json::json!({"title": "x", "type": "video"}), "type"),
+        (
+            serde_json::json!({"title": "x", "type": "link", "score_maximum": 5}),
+            "only for ltiResourceLink",
+        ),
+        (
+            serde_json::json!({"title": "x", "score_maximum": -1}),
+            "above 0",
+        ),
+        (
+            serde_json::json!({"title": "x", "custom": {"lmsbridge_catalog_item": "y"}}),
+            "reserved",
+        ),
+        (
+            serde_json::json!({"title": "x", "custom": {"n": 1}}),
+            "custom",
+        ),
+        (serde_json::json!({"title": "x", "colour": "red"}), "colour"),
+    ] {
+        let (status, err) = send(
+            reqwest::Method::POST,
+            catalog.clone(),
+            Some(body.clone()),
+            Some(key.clone()),
+        )
+        .await;
+        assert_eq!(status, 422, "{body} -> {err}");
+        assert_eq!(err["error"], "invalid_request", "{err}");
+        assert!(
+            err["message"].as_str().is_some_and(|m| m.contains(says)),
+            "{body}: {err} should say {says:?}"
+        );
+    }
+    assert_eq!(catalog_ids(r).await.len(), before, "nothing was written");
+
+    let (status, item) = send(
+        reqwest::Method::POST,
+        catalog.clone(),
+        Some(serde_json::json!({"title": "Mitosis drill", "text": "Five minutes", "score_maximum": 5})),
+        Some(key.clone()),
+    )
+    .await;
+    assert_eq!(status, 201, "{item}");
+    assert_eq!(item["type"], "ltiResourceLink");
+    // No URL given: the tenant's launch URL.
+    assert_eq!(item["url"], base.join("product/launch").unwrap().as_str());
+    let at = catalog
+        .join(&format!("catalog/{}", item["id"].as_str().unwrap()))
+        .unwrap();
+    let (status, got) = send(reqwest::Method::GET, at.clone(), None, Some(key.clone())).await;
+    assert_eq!((status, &got), (200, &item));
+    let (status, changed) = send(
+        reqwest::Method::PATCH,
+        at.clone(),
+        Some(serde_json::json!({"title": "Mitosis drill (v2)", "text": null})),
+        Some(key.clone()),
+    )
+    .await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["title"], "Mitosis drill (v2)");
+    assert!(changed["text"].is_null());
+    assert_eq!(changed["score_maximum"], 5.0, "untouched fields stay");
+    let (status, _) = send(
+        reqwest::Method::PATCH,
+        at.clone(),
+        Some(serde_json::json!({"score_maximum": 0})),
+        Some(key.clone()),
+    )
+    .await;
+    assert_eq!(status, 422);
+    let (_, unchanged) = send(reqwest::Method::GET, at.clone(), None, Some(key.clone())).await;
+    assert_eq!(unchanged, changed, "a refused change loses nothing");
+
+    // Another tenant's key reaches none of it.
+    let (_, other) = r
+        .store
+        .create_tenant("Third school", None, &actor())
+        .await
+        .unwrap();
+    let other = other.secret().to_owned();
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let (status, _) = send(method, at.clone(), None, Some(other.clone())).await;
+        assert_eq!(status, 404);
+    }
+    let (status, _) = send(
+        reqwest::Method::PATCH,
+        at.clone(),
+        Some(serde_json::json!({"title": "taken"})),
+        Some(other.clone()),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, list) = send(
+        reqwest::Method::GET,
+        catalog.clone(),
+        None,
+        Some(other.clone()),
+    )
+    .await;
+    assert_eq!((status, list), (200, serde_json::json!({"items": []})));
+
+    // Archived: gone from the list and the picker, back with archived=false.
+    let (status, _) = send(reqwest::Method::DELETE, at.clone(), None, Some(key.clone())).await;
+    assert_eq!(status, 204);
+    let (_, list) = send(
+        reqwest::Method::GET,
+        catalog.clone(),
+        None,
+        Some(key.clone()),
+    )
+    .await;
+    assert!(!list.to_string().contains("Mitosis"), "{list}");
+    let mut all = catalog.clone();
+    all.set_query(Some("include_archived=true"));
+    let (_, list) = send(reqwest::Method::GET, all.clone(), None, Some(key.clone())).await;
+    let archived = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == item["id"])
+        .unwrap();
+    assert_eq!(archived["archived"], true);
+    all.set_query(Some("include_archived=maybe"));
+    let (status, _) = send(reqwest::Method::GET, all, None, Some(key.clone())).await;
+    assert_eq!(status, 422);
+    let picker = open_picker(&Browser::new(), &r.lms, "teacher-1", &[]).await;
+    assert!(!picker.body.contains("Mitosis"), "{}", picker.body);
+    let (status, back) = send(
+        reqwest::Method::PATCH,
+        at,
+        Some(serde_json::json!({"archived": false})),
+        Some(key),
+    )
+    .await;
+    assert_eq!((status, &back["archived"]), (200, &Value::Bool(false)));
+    let picker = open_picker(&Browser::new(), &r.lms, "teacher-1", &[]).await;
+    assert!(
+        picker.body.contains("Mitosis drill (v2)"),
+        "{}",
+        picker.body
+    );
+}
+
 /// The whole flow, on one database, bounded in time.
 async fn run(database_url: Option<String>) {
     let flow = async {
         let r = start(database_url).await;
         walk_deep_linking_to_gradebook(&r).await;
         refusals(&r).await;
+        catalog_api(&r).await;
         stop(r).await;
     };
     tokio::time::timeout(Duration::from_secs(240), flow)
