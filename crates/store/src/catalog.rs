@@ -264,8 +264,9 @@ fn audit_detail(item: &CatalogItem) -> serde_json::Value {
 }
 
 /// Writes an item's row (insert or full update) and its audit entry in one transaction.
+/// `$extra` values are bound after the eleven columns (an update's `$12`).
 macro_rules! write_item {
-    ($db:expr, $sql:expr, $item:expr, $tenant:expr, $audit:expr) => {{
+    ($db:expr, $sql:expr, $item:expr, $tenant:expr, $audit:expr $(, $extra:expr)*) => {{
         let item: &CatalogItem = $item;
         let custom = serde_json::to_string(&item.custom)
             .map_err(|_| StoreError::Invalid("custom is not serialisable".into()))?;
@@ -283,11 +284,15 @@ macro_rules! write_item {
                 .bind(item.archived)
                 .bind(item.created_at)
                 .bind(item.updated_at)
+                $(.bind($extra))*
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
             if n != 1 {
-                return Err(StoreError::NotFound);
+                // The row was read a moment ago: it changed (or went) in between.
+                return Err(StoreError::Conflict(
+                    "the catalog item was changed at the same time; read it again and retry",
+                ));
             }
             audit_append!(tx, $audit);
             tx.commit().await?;
@@ -382,6 +387,7 @@ impl TenantStore<'_> {
         actor: &Actor,
     ) -> Result<CatalogItem, StoreError> {
         let mut item = self.catalog_item(id).await?;
+        let based_on = item.updated_at;
         if let Some(t) = changes.item_type {
             item.item_type = t;
         }
@@ -416,10 +422,12 @@ impl TenantStore<'_> {
         write_item!(
             self.db,
             "UPDATE catalog_items SET item_type = $3, title = $4, text = $5, url = $6, custom = $7, \
-             score_maximum = $8, archived = $9, created_at = $10, updated_at = $11 WHERE id = $1 AND tenant_id = $2",
+             score_maximum = $8, archived = $9, created_at = $10, updated_at = $11 \
+             WHERE id = $1 AND tenant_id = $2 AND updated_at = $12",
             &item,
             tenant,
-            &audit
+            &audit,
+            based_on
         );
         Ok(item)
     }
@@ -606,6 +614,61 @@ mod tests {
                     .iter()
                     .all(|r| r.is_intact())
             );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_change_based_on_a_stale_read_is_refused_not_lost() {
+        each_db(|store| async move {
+            let scope = tenant(&store, "a", Some("https://product.example/launch")).await;
+            let t = store.tenant(&scope);
+            let item = t.create_catalog_item(&quiz(), &actor()).await.unwrap();
+            // Another writer got in between this update's read and its write.
+            store
+                .execute_unchecked(&format!(
+                    "UPDATE catalog_items SET updated_at = updated_at + 5, title = 'theirs' WHERE id = '{}'",
+                    item.id
+                ))
+                .await
+                .unwrap();
+            let mut stale = item.clone();
+            stale.title = "mine".into();
+            let audit = NewAuditEntry::tenant(
+                scope.tenant_id(),
+                actor(),
+                "catalog.item_updated",
+                format!("catalog_item:{}", item.id),
+                audit_detail(&stale),
+            );
+            let write = async {
+                write_item!(
+                    t.db,
+                    "UPDATE catalog_items SET item_type = $3, title = $4, text = $5, url = $6, custom = $7, \
+                     score_maximum = $8, archived = $9, created_at = $10, updated_at = $11 \
+                     WHERE id = $1 AND tenant_id = $2 AND updated_at = $12",
+                    &stale,
+                    scope.tenant_id(),
+                    &audit,
+                    item.updated_at
+                );
+                Ok::<(), StoreError>(())
+            };
+            assert!(matches!(write.await, Err(StoreError::Conflict(_))));
+            assert_eq!(t.catalog_item(item.id).await.unwrap().title, "theirs");
+            // A change based on a fresh read goes through.
+            let changed = t
+                .update_catalog_item(
+                    item.id,
+                    &CatalogItemChanges {
+                        title: Some("mine".into()),
+                        ..CatalogItemChanges::default()
+                    },
+                    &actor(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(changed.title, "mine");
         })
         .await;
     }
