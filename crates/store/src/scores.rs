@@ -160,6 +160,9 @@ fn parse_progress<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreErr
     serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| corrupt("progress"))
 }
 
+/// The latest earlier score of a pair: id, given, maximum, actor kind, actor id, state.
+type PreviousScore = (String, Option<f64>, Option<f64>, String, String, String);
+
 impl TenantStore<'_> {
     /// Queues a score with its audit entry in one transaction. Older queued scores for the
     /// same target and person are marked superseded: only the newest is sent.
@@ -222,7 +225,7 @@ impl TenantStore<'_> {
                 let timestamp = last.map_or(now, |l| now.max(l + 1));
                 // A score for a pair that already has one is a correction: the audit entry
                 // keeps the value it replaces and who set it.
-                let before: Option<(String, Option<f64>, Option<f64>, String, String, String)> =
+                let before: Option<PreviousScore> =
                     sqlx::query_as(
                         "SELECT id, score_given, score_maximum, actor_kind, actor_id, state FROM scores \
                          WHERE grade_target_id = $1 AND person_id = $2 AND tenant_id = $3 \
