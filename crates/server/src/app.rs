@@ -32,6 +32,9 @@ pub(crate) struct Inner {
     pub(crate) registrations: crate::registrations::Registrations,
     /// For calls a request makes to a platform itself (Dynamic Registration).
     pub(crate) http: reqwest::Client,
+    /// The LTI adapter the worker sends scores through; request handlers share it, and with
+    /// it the access-token cache.
+    pub(crate) lti: Arc<LtiAdapter>,
     /// The passback worker's per-platform limiters, for `/metrics`.
     pub(crate) limiters: Arc<passback::Limiters>,
     pub(crate) launches: crate::launch_batcher::LaunchBatcher,
@@ -119,9 +122,8 @@ impl AppBuilder {
             JwksCache::new(http.clone(), JwksCachePolicy::default()),
             settings.clock_skew_secs,
         );
-        let adapters = Arc::new(Adapters {
-            lti: Arc::new(LtiAdapter::new(http.clone(), keyring.clone())),
-        });
+        let lti = Arc::new(LtiAdapter::new(http.clone(), keyring.clone()));
+        let adapters = Arc::new(Adapters { lti: lti.clone() });
         let worker = Worker::new(store.clone(), adapters, self.worker).with_webhooks(
             passback::WebhookSender::new(
                 store.clone(),
@@ -139,6 +141,7 @@ impl AppBuilder {
                 crate::roster_sync::RosterSyncConfig::default(),
             ),
             http,
+            lti,
             limiters,
             launch_url: settings.public("lti/launch"),
             base_url: settings.public(""),

@@ -34,10 +34,7 @@ const MAX_LIMIT: u32 = 1000;
 /// The line item routes, with the adapters they reach platforms through.
 pub(super) fn routes(app: &App) -> Router<App> {
     let gradebooks = Gradebooks {
-        lti: Arc::new(LtiAdapter::new(
-            app.inner().http.clone(),
-            app.keyring().clone(),
-        )),
+        lti: app.inner().lti.clone(),
     };
     Router::new()
         .route("/api/v1/contexts/{id}/line-items", get(list).post(create))
