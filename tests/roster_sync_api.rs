@@ -387,7 +387,8 @@ async fn roster_sync_through_the_api(mut h: Harness) {
         "student-1 and student-3 stay active"
     );
 
-    // A context whose launches carried no NRPS claim cannot be synced, and says why.
+    // An instance read page 1 and stopped (its lease ran out): another runner resumes the
+    // sync at page 2, and page 1 is not read again.
     let scope = h
         .app
         .store()
@@ -396,6 +397,86 @@ async fn roster_sync_through_the_api(mut h: Harness) {
         .unwrap()
         .unwrap();
     let tenant = h.app.store().tenant(&scope);
+    let context_id: domain::ContextId = context.parse().unwrap();
+    let memberships = tenant
+        .roster_source(context_id)
+        .await
+        .unwrap()
+        .memberships_url
+        .unwrap();
+    let queued = tenant
+        .queue_roster_sync(
+            context_id,
+            store::SyncKind::Full,
+            &memberships,
+            &domain::Actor::system("test"),
+        )
+        .await
+        .unwrap();
+    let crashed = tenant
+        .claim_roster_sync(queued.sync.id, "stopped-instance", store::now_micros() - 1)
+        .await
+        .unwrap()
+        .unwrap();
+    let member =
+        |id: &str, role: domain::Role, status: domain::EnrollmentStatus| store::RosterMemberInput {
+            platform_user_id: id.into(),
+            name: None,
+            given_name: None,
+            family_name: None,
+            email: None,
+            picture: None,
+            lis_person_sourcedid: None,
+            roles: vec![role],
+            status,
+        };
+    let mut page_two = memberships.clone();
+    page_two
+        .query_pairs_mut()
+        .append_pair("limit", "2")
+        .append_pair("page", "2");
+    tenant
+        .record_roster_page(
+            &crashed,
+            &store::RosterPageInput {
+                members: vec![
+                    member(
+                        "student-1",
+                        domain::Role::Learner,
+                        domain::EnrollmentStatus::Active,
+                    ),
+                    member(
+                        "teacher-1",
+                        domain::Role::Instructor,
+                        domain::EnrollmentStatus::Inactive,
+                    ),
+                ],
+                next_url: Some(page_two),
+                differences_url: None,
+            },
+            store::now_micros() - 1,
+        )
+        .await
+        .unwrap()
+        .expect("the stopped instance still held its lease when it wrote page 1");
+    let before = h.lms.nrps_queries().len();
+    let runner = server::roster_sync::RosterSyncs::new(
+        h.app.store().clone(),
+        reqwest::Client::new(),
+        h.app.keyring().clone(),
+        server::roster_sync::RosterSyncConfig::default(),
+    );
+    runner.resume_abandoned().await.unwrap();
+    let resumed = h.finished(&queued.sync.id.to_string()).await;
+    assert_eq!(resumed["state"], "done", "{resumed:#}");
+    assert_eq!(resumed["pages_fetched"], 2, "{resumed:#}");
+    assert_eq!(resumed["members_seen"], 3, "{resumed:#}");
+    assert_eq!(resumed["removed"], 0, "{resumed:#}");
+    let asked = &h.lms.nrps_queries()[before..];
+    assert_eq!(asked, ["limit=2&page=2"], "only page 2 was read again");
+    assert_eq!(h.members(&context, "?status=all").await.len(), 4);
+
+    // A context whose launches carried no NRPS claim cannot be synced, and says why.
     let platform = tenant.list_platforms().await.unwrap().remove(0);
     let no_nrps = tenant
         .record_launch(&store::NewLaunch {
