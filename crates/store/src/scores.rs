@@ -180,6 +180,14 @@ impl TenantStore<'_> {
             "activity_progress": s.activity_progress, "grading_progress": s.grading_progress,
             "comment": s.comment, "idempotency_key": req.idempotency_key,
         });
+        let check_sql = format!(
+            "SELECT g.id FROM grade_targets g JOIN people p ON p.platform_id = g.platform_id \
+             WHERE g.id = $1 AND g.tenant_id = $2 AND p.id = $3 AND p.tenant_id = $2 AND g.deleted_at IS NULL{}",
+            match self.db.backend() {
+                crate::Backend::Postgres => " FOR UPDATE OF p",
+                crate::Backend::Sqlite => "",
+            }
+        );
         let outcome: Result<Option<String>, StoreError> = async {
             Ok(on_db!(self.db, |pool| {
                 let mut tx = pool.begin_write().await?;
@@ -201,11 +209,11 @@ impl TenantStore<'_> {
                     }
                 }
                 // Target and person must be this tenant's, and on the same platform; a line
-                // item deleted through the API takes no new scores.
-                let ok: Option<(String,)> = sqlx::query_as(
-                    "SELECT g.id FROM grade_targets g JOIN people p ON p.platform_id = g.platform_id \
-                     WHERE g.id = $1 AND g.tenant_id = $2 AND p.id = $3 AND p.tenant_id = $2 AND g.deleted_at IS NULL",
-                )
+                // item deleted through the API takes no new scores. On PostgreSQL the person's
+                // row is locked until commit, so concurrent scores for one person queue here
+                // and each sees the one before it (timestamps strictly increasing, the older
+                // superseded); SQLite's write transactions are serial already.
+                let ok: Option<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(check_sql))
                 .bind(&target_s)
                 .bind(&tenant_s)
                 .bind(&person_s)

@@ -580,8 +580,34 @@ async fn concurrent_writers_keep_one_unbroken_chain() {
             req.request_hash = format!("h{i}");
             tasks.spawn(async move { store.tenant(&scope).enqueue_score(&req).await });
         }
+        let mut records = Vec::new();
         while let Some(r) = tasks.join_next().await {
-            r.unwrap().unwrap();
+            match r.unwrap().unwrap() {
+                store::EnqueueOutcome::Created(rec) | store::EnqueueOutcome::Replayed(rec) => {
+                    records.push(rec)
+                }
+            }
+        }
+        // Concurrent scores for one pair still get distinct, ordered timestamps, and only the
+        // newest stays queued.
+        let mut stamps: Vec<i64> = records.iter().map(|r| r.timestamp_micros).collect();
+        stamps.sort_unstable();
+        stamps.dedup();
+        assert_eq!(stamps.len(), 24, "timestamps are unique per pair");
+        let newest = records
+            .iter()
+            .max_by_key(|r| r.timestamp_micros)
+            .unwrap()
+            .id;
+        let t = store.tenant(&a.scope);
+        for r in &records {
+            let state = t.score(r.id).await.unwrap().unwrap().state;
+            let expected = if r.id == newest {
+                domain::ScoreState::Queued
+            } else {
+                domain::ScoreState::Superseded
+            };
+            assert_eq!(state, expected);
         }
         let chain = a.scope.tenant_id().to_string();
         let report = store.verify_audit(Some(&chain)).await.unwrap().remove(0);
