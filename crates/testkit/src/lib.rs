@@ -15,5 +15,5 @@ pub use html::{Form, Link};
 pub use platform::{
     FaultKind, Faults, GradebookEntry, LmsConfig, LmsError, RecordedScore, RejectReason, SimCourse,
     SimLineItem, SimResource, SimUser, SimulatedLms, SpawnedLms, Stats, ToolRegistration,
-    RegistrationStyle,
+    RegistrationStyle, ScoreRequestRecord,
 };

@@ -18,6 +18,7 @@ mod deep_linking;
 mod faults;
 mod nrps;
 mod pages;
+mod received;
 mod registration;
 mod respond;
 mod stats;
@@ -25,6 +26,7 @@ mod token;
 
 pub use data::{GradebookEntry, RecordedScore, SimCourse, SimLineItem, SimResource, SimUser};
 pub use faults::{FaultKind, Faults};
+pub use received::ScoreRequestRecord;
 pub use registration::RegistrationStyle;
 pub use stats::{RejectReason, Stats};
 
@@ -68,6 +70,8 @@ pub struct LmsConfig {
     pub token_ttl: Duration,
     /// The largest NRPS page, whatever `limit` the tool asks for.
     pub page_size: usize,
+    /// People enrolled besides the seed data; they launch and are graded like the others.
+    pub extra_users: Vec<SimUser>,
 }
 
 impl LmsConfig {
@@ -78,6 +82,7 @@ impl LmsConfig {
             tool,
             token_ttl: Duration::from_secs(3600),
             page_size: 50,
+            extra_users: Vec::new(),
         }
     }
 }
@@ -119,6 +124,8 @@ struct Inner {
     users: Vec<SimUser>,
     resources: Vec<SimResource>,
     faults: Faults,
+    /// Every score post received (received.rs).
+    received: received::ScoreLog,
     state: Mutex<State>,
     stats: Mutex<Stats>,
 }
@@ -200,15 +207,20 @@ impl SimulatedLms {
             .map(|li| (li.id, li))
             .collect();
         let next_line_item = line_items.keys().max().copied().unwrap_or(0) + 1;
+        let users = data::users()
+            .into_iter()
+            .chain(config.extra_users.iter().cloned())
+            .collect();
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
                 key,
                 tool_keys: JwksCache::new(http, JwksCachePolicy::default()),
                 course: data::course(),
-                users: data::users(),
+                users,
                 resources: data::resources(),
                 faults: Faults::default(),
+                received: received::ScoreLog::default(),
                 state: Mutex::new(State {
                     line_items,
                     next_line_item,
@@ -265,7 +277,10 @@ impl SimulatedLms {
             )
             .route(
                 "/api/lti/courses/{course_id}/line_items/{line_item_id}/scores",
-                post(ags::post_score),
+                post(ags::post_score).layer(axum::middleware::from_fn_with_state(
+                    self.clone(),
+                    received::record,
+                )),
             )
             .route(
                 "/api/lti/courses/{course_id}/line_items/{line_item_id}/results",
