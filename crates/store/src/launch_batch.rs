@@ -3,7 +3,7 @@
 //!
 //! At exam peaks launches arrive by the hundred per second. A batch shares one transaction and
 //! a fixed, small number of database calls whatever its size: rows travel as arrays
-//! (PostgreSQL `UNNEST`) or as one JSON document per table (SQLite `json_each`), so each
+//! (PostgreSQL `UNNEST`) or as one JSON document per table (SQLite `jsonb_each`), so each
 //! statement's text never changes and stays prepared. The two dialects differ here, side by
 //! side, because the point is the number of round trips (PostgreSQL) or hops to the database
 //! thread (SQLite):
@@ -67,7 +67,7 @@ pub struct LaunchWriter {
 
 #[derive(Debug)]
 enum Held {
-    Sqlite(PoolConnection<sqlx::Sqlite>),
+    Sqlite(sqlite::SqliteHeld),
     Postgres(PoolConnection<sqlx::Postgres>),
 }
 
@@ -117,7 +117,9 @@ impl LaunchWriter {
             let mut held = match self.conn.take() {
                 Some(held) => held,
                 None => match &self.db {
-                    Db::Sqlite(pool) => Held::Sqlite(pool.acquire().await?),
+                    Db::Sqlite(pool) => {
+                        Held::Sqlite(sqlite::SqliteHeld::new(pool.acquire().await?))
+                    }
                     Db::Postgres(pool) => Held::Postgres(pool.acquire().await?),
                 },
             };
@@ -323,6 +325,14 @@ struct LaunchRow<'a> {
     summary: String,
     code_hash: &'a str,
     code_expires: i64,
+}
+
+#[derive(Serialize)]
+struct HandoffRow<'a> {
+    code_hash: &'a str,
+    tenant: &'a str,
+    launch_id: &'a str,
+    expires: i64,
 }
 
 #[derive(Serialize)]
@@ -576,33 +586,43 @@ fn json<T: Serialize>(rows: &T) -> Result<String, StoreError> {
 }
 
 mod sqlite {
-    //! SQLite: one writer holds the database's write lock from `BEGIN IMMEDIATE`, so the audit
-    //! heads can be read with the checks. Each call below is one hop to the connection's
-    //! thread, however many statements it runs (parameters are numbered across them).
+    //! SQLite: one writer at a time holds the database's write lock from `BEGIN IMMEDIATE`,
+    //! so the checks can read (nonces, audit heads) and the writes come later in the same
+    //! transaction with nothing in between. A batch is two calls to the connection's thread,
+    //! whatever its size: the first opens the transaction and checks, the second writes and
+    //! commits (parameters are numbered across the statements of a call). The transaction is
+    //! opened and closed in SQL rather than through sqlx, so [`SqliteHeld`] makes sure a
+    //! connection never goes back to the pool with it still open.
 
     use super::*;
-    use sqlx::{Connection as _, Row as _};
+    use sqlx::Row as _;
 
     const CHECK: &str = "\
+BEGIN IMMEDIATE; \
 UPDATE deployments SET last_seen_at = $2 \
  WHERE status = 'active' AND (last_seen_at IS NULL OR last_seen_at < $3) \
    AND (tenant_id, platform_id, deployment_id) IN \
-       (SELECT value->>'tenant', value->>'platform', value->>'deployment' FROM json_each($1)); \
-INSERT INTO used_nonces (platform_id, nonce, expires_at) \
- SELECT w.value->>'platform', w.value->>'nonce', w.value->>'expires' FROM json_each($1) AS w \
- WHERE EXISTS (SELECT 1 FROM deployments d WHERE d.status = 'active' AND d.tenant_id = w.value->>'tenant' \
-                 AND d.platform_id = w.value->>'platform' AND d.deployment_id = w.value->>'deployment') \
- ON CONFLICT (platform_id, nonce) DO NOTHING \
- RETURNING 'fresh', platform_id, nonce, NULL; \
-SELECT 'live', NULL, NULL, w.key FROM json_each($1) AS w \
- WHERE EXISTS (SELECT 1 FROM deployments d WHERE d.status = 'active' AND d.tenant_id = w.value->>'tenant' \
-                 AND d.platform_id = w.value->>'platform' AND d.deployment_id = w.value->>'deployment'); \
-SELECT 'head', chain, hash, seq FROM audit_heads WHERE chain IN (SELECT value FROM json_each($4))";
+       (SELECT value->>'tenant', value->>'platform', value->>'deployment' FROM jsonb_each($1)); \
+WITH w AS MATERIALIZED ( \
+    SELECT key, value->>'tenant' AS tenant, value->>'platform' AS platform, \
+           value->>'deployment' AS deployment, value->>'nonce' AS nonce FROM jsonb_each($1)) \
+SELECT \
+ (SELECT json_group_array(w.key) FROM w \
+   WHERE EXISTS (SELECT 1 FROM deployments d WHERE d.status = 'active' AND d.tenant_id = w.tenant \
+                   AND d.platform_id = w.platform AND d.deployment_id = w.deployment)), \
+ (SELECT json_group_array(w.key) FROM w \
+   WHERE EXISTS (SELECT 1 FROM used_nonces u WHERE u.platform_id = w.platform AND u.nonce = w.nonce)), \
+ (SELECT json_group_array(json_array(chain, seq, hash)) FROM audit_heads \
+   WHERE chain IN (SELECT value FROM jsonb_each($4)))";
 
+    /// The nonces go in first: their primary key is the last word on single use, and a
+    /// conflict here (which the write lock rules out) fails the batch rather than admit one.
     const WRITE: &str = "\
+INSERT INTO used_nonces (platform_id, nonce, expires_at) \
+ SELECT value->>'platform', value->>'nonce', value->>'expires' FROM jsonb_each($10); \
 INSERT INTO people (id, tenant_id, platform_id, platform_user_id, name, given_name, family_name, email, created_at, updated_at) \
  SELECT value->>'id', value->>'tenant', value->>'platform', value->>'user', value->>'name', value->>'given_name', \
-        value->>'family_name', value->>'email', $1, $1 FROM json_each($2) WHERE true \
+        value->>'family_name', value->>'email', $1, $1 FROM jsonb_each($2) WHERE true \
  ON CONFLICT (platform_id, platform_user_id) DO UPDATE SET \
    name = COALESCE(excluded.name, people.name), given_name = COALESCE(excluded.given_name, people.given_name), \
    family_name = COALESCE(excluded.family_name, people.family_name), email = COALESCE(excluded.email, people.email), \
@@ -610,7 +630,7 @@ INSERT INTO people (id, tenant_id, platform_id, platform_user_id, name, given_na
  WHERE people.tenant_id = excluded.tenant_id; \
 INSERT INTO contexts (id, tenant_id, platform_id, platform_context_id, title, label, lineitems_url, memberships_url, created_at, updated_at) \
  SELECT value->>'id', value->>'tenant', value->>'platform', value->>'context', value->>'title', value->>'label', \
-        value->>'lineitems_url', value->>'memberships_url', $1, $1 FROM json_each($3) WHERE true \
+        value->>'lineitems_url', value->>'memberships_url', $1, $1 FROM jsonb_each($3) WHERE true \
  ON CONFLICT (platform_id, platform_context_id) DO UPDATE SET \
    title = COALESCE(excluded.title, contexts.title), label = COALESCE(excluded.label, contexts.label), \
    lineitems_url = COALESCE(excluded.lineitems_url, contexts.lineitems_url), \
@@ -622,19 +642,19 @@ INSERT INTO contexts (id, tenant_id, platform_id, platform_context_id, title, la
      OR COALESCE(excluded.memberships_url, contexts.memberships_url) IS DISTINCT FROM contexts.memberships_url); \
 INSERT INTO resources (id, tenant_id, context_id, platform_resource_id, title, created_at, updated_at) \
  SELECT value->>'id', value->>'tenant', value->>'context_id', value->>'resource', value->>'title', $1, $1 \
- FROM json_each($4) WHERE true \
+ FROM jsonb_each($4) WHERE true \
  ON CONFLICT (context_id, platform_resource_id) DO UPDATE SET title = excluded.title, updated_at = excluded.updated_at \
  WHERE resources.tenant_id = excluded.tenant_id AND excluded.title IS NOT NULL \
    AND excluded.title IS DISTINCT FROM resources.title; \
 INSERT INTO enrollments (tenant_id, context_id, person_id, roles, status, source, updated_at) \
  SELECT value->>'tenant', value->>'context_id', value->>'person_id', value->>'roles', 'active', 'launch', $1 \
- FROM json_each($5) WHERE true \
+ FROM jsonb_each($5) WHERE true \
  ON CONFLICT (context_id, person_id) DO UPDATE SET roles = excluded.roles, status = 'active', \
    updated_at = excluded.updated_at \
  WHERE enrollments.tenant_id = excluded.tenant_id; \
 INSERT INTO grade_targets (id, tenant_id, platform_id, context_id, resource_id, kind, location, label, created_at) \
  SELECT value->>'id', value->>'tenant', value->>'platform', value->>'context_id', value->>'resource_id', \
-        'lti_line_item', value->>'location', value->>'label', $1 FROM json_each($6) WHERE true \
+        'lti_line_item', value->>'location', value->>'label', $1 FROM jsonb_each($6) WHERE true \
  ON CONFLICT (platform_id, location) DO UPDATE SET \
    label = COALESCE(excluded.label, grade_targets.label), \
    resource_id = COALESCE(excluded.resource_id, grade_targets.resource_id) \
@@ -644,18 +664,74 @@ INSERT INTO grade_targets (id, tenant_id, platform_id, context_id, resource_id, 
 INSERT INTO launches (id, tenant_id, platform_id, person_id, context_id, resource_id, grade_target_id, message_type, summary, created_at) \
  SELECT value->>'id', value->>'tenant', value->>'platform', value->>'person_id', value->>'context_id', \
         value->>'resource_id', value->>'grade_target_id', value->>'message_type', value->>'summary', $1 \
- FROM json_each($7) WHERE true; \
+ FROM jsonb_each($7); \
 INSERT INTO handoff_codes (code_hash, tenant_id, launch_id, expires_at) \
- SELECT value->>'code_hash', value->>'tenant', value->>'id', value->>'code_expires' FROM json_each($7) WHERE true; \
+ SELECT value->>'code_hash', value->>'tenant', value->>'launch_id', value->>'expires' FROM jsonb_each($11); \
 INSERT INTO audit_log (chain, seq, tenant_id, at, actor_kind, actor_id, action, subject, detail, prev_hash, hash) \
  SELECT value->>'chain', value->>'seq', value->>'tenant', value->>'at', value->>'actor_kind', value->>'actor_id', \
         value->>'action', value->>'subject', value->>'detail', value->>'prev_hash', value->>'hash' \
- FROM json_each($8) WHERE true; \
+ FROM jsonb_each($8); \
 INSERT INTO audit_heads (chain, seq, hash) \
- SELECT value->>'chain', value->>'seq', value->>'hash' FROM json_each($9) WHERE true \
- ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, hash = excluded.hash";
+ SELECT value->>'chain', value->>'seq', value->>'hash' FROM jsonb_each($9) WHERE true \
+ ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, hash = excluded.hash; \
+COMMIT";
+
+    /// A pooled connection that may be inside a transaction opened in SQL. Should the batch's
+    /// future be dropped midway (a caller's timeout), the connection is closed, which rolls
+    /// the transaction back, instead of going back to the pool with it open.
+    #[derive(Debug)]
+    pub(super) struct SqliteHeld {
+        conn: Option<PoolConnection<sqlx::Sqlite>>,
+        in_transaction: bool,
+    }
+
+    impl SqliteHeld {
+        pub(super) fn new(conn: PoolConnection<sqlx::Sqlite>) -> Self {
+            Self {
+                conn: Some(conn),
+                in_transaction: false,
+            }
+        }
+    }
+
+    impl Drop for SqliteHeld {
+        fn drop(&mut self) {
+            if self.in_transaction
+                && let Some(conn) = self.conn.take()
+            {
+                drop(conn.detach());
+            }
+        }
+    }
 
     pub(super) async fn record(
+        held: &mut SqliteHeld,
+        named: &[Named<'_>],
+    ) -> Result<BatchOutcome, StoreError> {
+        let Some(conn) = held.conn.as_mut() else {
+            return Err(StoreError::Corrupt(
+                "launch writer without a connection".into(),
+            ));
+        };
+        held.in_transaction = true;
+        let result = batch(conn, named).await;
+        if result.is_err() {
+            // Whatever failed, nothing of the batch may stay: roll back (an error saying no
+            // transaction is open is fine), or close the connection if even that fails.
+            let rolled_back = match sqlx::query("ROLLBACK").execute(&mut **conn).await {
+                Ok(_) => true,
+                Err(sqlx::Error::Database(e)) => e.message().contains("no transaction"),
+                Err(_) => false,
+            };
+            if !rolled_back {
+                return result;
+            }
+        }
+        held.in_transaction = false;
+        result
+    }
+
+    async fn batch(
         conn: &mut sqlx::SqliteConnection,
         named: &[Named<'_>],
     ) -> Result<BatchOutcome, StoreError> {
@@ -677,50 +753,43 @@ INSERT INTO audit_heads (chain, seq, hash) \
             .into_iter()
             .collect();
 
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        let rows = sqlx::query(CHECK)
+        let row = sqlx::query(CHECK)
             .bind(json(&checks)?)
             .bind(now)
             .bind(now - LAST_SEEN_RESOLUTION_MICROS)
             .bind(json(&chains)?)
-            .fetch_all(&mut *tx)
+            .fetch_one(&mut *conn)
             .await?;
+        let parse = |i: usize| -> Result<String, StoreError> { Ok(row.try_get(i)?) };
+        let corrupt = |_| StoreError::Corrupt("launch batch check".into());
+        let live: Vec<usize> = serde_json::from_str(&parse(0)?).map_err(corrupt)?;
+        let used: Vec<usize> = serde_json::from_str(&parse(1)?).map_err(corrupt)?;
+        let heads: Vec<(String, i64, String)> =
+            serde_json::from_str(&parse(2)?).map_err(corrupt)?;
         let mut checked = Checked {
             live: vec![false; named.len()],
-            fresh: vec![false; named.len()],
+            fresh: vec![true; named.len()],
         };
-        let mut fresh: HashSet<(String, String)> = HashSet::new();
-        let mut heads: BTreeMap<String, (i64, String)> = BTreeMap::new();
-        for row in rows {
-            let tag: String = row.try_get(0)?;
-            match tag.as_str() {
-                "fresh" => {
-                    fresh.insert((row.try_get(1)?, row.try_get(2)?));
-                }
-                "live" => {
-                    let i: i64 = row.try_get(3)?;
-                    if let Some(slot) = usize::try_from(i)
-                        .ok()
-                        .and_then(|i| checked.live.get_mut(i))
-                    {
-                        *slot = true;
-                    }
-                }
-                "head" => {
-                    heads.insert(row.try_get(1)?, (row.try_get(3)?, row.try_get(2)?));
-                }
-                _ => return Err(StoreError::Corrupt("launch batch check".into())),
+        for i in live {
+            if let Some(slot) = checked.live.get_mut(i) {
+                *slot = true;
             }
         }
-        for (i, n) in named.iter().enumerate() {
-            checked.fresh[i] = fresh.contains(&(n.platform.clone(), n.launch.nonce.clone()));
+        for i in used {
+            if let Some(slot) = checked.fresh.get_mut(i) {
+                *slot = false;
+            }
         }
+        let heads: BTreeMap<String, (i64, String)> = heads
+            .into_iter()
+            .map(|(chain, seq, hash)| (chain, (seq, hash)))
+            .collect();
         let refusals = decide(named, &checked);
         let accepted: Vec<usize> = (0..named.len())
             .filter(|&i| refusals[i].is_none())
             .collect();
         if accepted.is_empty() {
-            tx.commit().await?;
+            sqlx::query("COMMIT").execute(&mut *conn).await?;
             return Ok(outcome(refusals, Vec::new()));
         }
 
@@ -734,6 +803,18 @@ INSERT INTO audit_heads (chain, seq, hash) \
                 .unwrap_or_else(|| (0, GENESIS.to_owned()));
             head_rows.push(chain_rows(chain, entries, seq, hash, &mut audit_rows));
         }
+        let nonces: Vec<&CheckRow<'_>> = accepted.iter().map(|&i| &checks[i]).collect();
+        // Apart from the launches, whose summaries make theirs the largest document.
+        let handoffs: Vec<HandoffRow<'_>> = plan
+            .launches
+            .iter()
+            .map(|l| HandoffRow {
+                code_hash: l.code_hash,
+                tenant: l.tenant,
+                launch_id: &l.id,
+                expires: l.code_expires,
+            })
+            .collect();
         sqlx::query(WRITE)
             .bind(now)
             .bind(json(&plan.people)?)
@@ -744,9 +825,10 @@ INSERT INTO audit_heads (chain, seq, hash) \
             .bind(json(&plan.launches)?)
             .bind(json(&audit_rows)?)
             .bind(json(&head_rows)?)
-            .execute(&mut *tx)
+            .bind(json(&nonces)?)
+            .bind(json(&handoffs)?)
+            .execute(&mut *conn)
             .await?;
-        tx.commit().await?;
         Ok(outcome(refusals, plan.recorded))
     }
 }

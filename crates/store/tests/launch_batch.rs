@@ -309,7 +309,7 @@ async fn concurrent_writers_record_everything_in_one_unbroken_chain() {
                 .map(|n| {
                     let mut batch: Vec<_> = (0..PER_BATCH)
                         .map(|k| {
-                            let f = if k % 3 == 0 { &b } else { &a };
+                            let f = if k.is_multiple_of(3) { &b } else { &a };
                             let mut l = launch(
                                 f,
                                 &format!("w{w}-b{n}-k{k}"),
@@ -362,7 +362,7 @@ async fn concurrent_writers_record_everything_in_one_unbroken_chain() {
             (WRITERS * BATCHES * PER_BATCH) as u64
         );
         // One row per person and course of each platform, however many writers upserted them.
-        let tenant_of = |k: usize| if k % 3 == 0 { "b" } else { "a" };
+        let tenant_of = |k: usize| if k.is_multiple_of(3) { "b" } else { "a" };
         let people: std::collections::HashSet<_> =
             (0..PER_BATCH).map(|k| (tenant_of(k), k % 5)).collect();
         let courses: std::collections::HashSet<_> =
@@ -376,6 +376,62 @@ async fn concurrent_writers_record_everything_in_one_unbroken_chain() {
         tokio::time::timeout(std::time::Duration::from_secs(10), store.close())
             .await
             .expect("no connection left held");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_batch_abandoned_midway_leaves_nothing_open_or_half_written() {
+    for_each_db(|store| async move {
+        let f = fixture(&store, "abandoned").await;
+        for round in 0..20 {
+            let batch = vec![
+                launch(&f, &format!("r{round}-1"), "u-1", "c-1"),
+                launch(&f, &format!("r{round}-2"), "u-2", "c-1"),
+            ];
+            {
+                let mut writer = store.launch_writer();
+                let fut = writer.record(&batch);
+                tokio::pin!(fut);
+                // Polled a few times with pauses that grow each round, so the caller gives
+                // up (as a timeout would) at every stage: before the transaction, inside it,
+                // or after the commit.
+                for _ in 0..3 {
+                    let done = std::future::poll_fn(|cx| {
+                        std::task::Poll::Ready(fut.as_mut().poll(cx).is_ready())
+                    })
+                    .await;
+                    if done {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_micros(100 * round));
+                }
+            }
+            // All of it was kept or none of it, and nothing stays locked.
+            let again = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                store.record_launches(&batch),
+            )
+            .await
+            .expect("no transaction left holding a lock")
+            .unwrap();
+            let recorded = again.iter().filter(|r| r.is_ok()).count();
+            let replayed = again
+                .iter()
+                .filter(|r| r.as_ref().err() == Some(&LaunchRefusal::NonceReplayed))
+                .count();
+            assert!(
+                (recorded, replayed) == (2, 0) || (recorded, replayed) == (0, 2),
+                "{again:?}"
+            );
+        }
+        assert_eq!(count(&store, "launches", "1 = 1").await, 40);
+        let chain = f.scope.tenant_id().to_string();
+        let report = store.verify_audit(Some(&chain)).await.unwrap().remove(0);
+        assert!(report.is_intact(), "{report:?}");
+        tokio::time::timeout(std::time::Duration::from_secs(10), store.close())
+            .await
+            .expect("the pool closes");
     })
     .await;
 }
