@@ -13,7 +13,7 @@ mod platform;
 pub use browser::{Browser, BrowserError, Page};
 pub use html::{Form, Link};
 pub use platform::{
-    FaultKind, Faults, GradebookEntry, LmsConfig, LmsError, RecordedScore, RejectReason, SimCourse,
-    SimLineItem, SimResource, SimUser, SimulatedLms, SpawnedLms, Stats, ToolRegistration,
-    RegistrationStyle, ScoreRequestRecord,
+    FaultKind, Faults, GradebookEntry, LmsBehaviour, LmsConfig, LmsError, RateLimit, RecordedScore,
+    RegistrationStyle, RejectReason, ScoreRequestRecord, SimCourse, SimLineItem, SimResource,
+    SimUser, SimulatedLms, SpawnedLms, Stats, ToolRegistration,
 };

@@ -476,12 +476,8 @@ impl SimulatedLms {
         }
         let mut state = self.state();
         let key = (li.id, user_id.clone());
-        let last = state
-            .current
-            .get(&key)
-            .and_then(|i| state.scores.get(*i))
-            .and_then(|s| OffsetDateTime::parse(&s.timestamp, &Rfc3339).ok());
-        if last.is_some_and(|last| at <= last) {
+        let current = state.current.get(&key).and_then(|i| state.scores.get(*i));
+        if super::moodle::refuses_as_stale(self.inner.config.behaviour, current, at) {
             return Err(Refusal::json(
                 RejectReason::StaleTimestamp,
                 StatusCode::CONFLICT,

@@ -16,19 +16,23 @@ mod auth;
 mod data;
 mod deep_linking;
 mod faults;
+mod moodle;
 mod nrps;
 mod pages;
 mod received;
 mod registration;
 mod respond;
 mod stats;
+mod throttle;
 mod token;
 
 pub use data::{GradebookEntry, RecordedScore, SimCourse, SimLineItem, SimResource, SimUser};
 pub use faults::{FaultKind, Faults};
+pub use moodle::LmsBehaviour;
 pub use received::ScoreRequestRecord;
 pub use registration::RegistrationStyle;
 pub use stats::{RejectReason, Stats};
+pub use throttle::RateLimit;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -72,6 +76,8 @@ pub struct LmsConfig {
     pub page_size: usize,
     /// People enrolled besides the seed data; they launch and are graded like the others.
     pub extra_users: Vec<SimUser>,
+    /// Whose score handling to reproduce: the AGS specification's, or Moodle's.
+    pub behaviour: LmsBehaviour,
 }
 
 impl LmsConfig {
@@ -83,6 +89,7 @@ impl LmsConfig {
             token_ttl: Duration::from_secs(3600),
             page_size: 50,
             extra_users: Vec::new(),
+            behaviour: LmsBehaviour::Standard,
         }
     }
 }
@@ -126,6 +133,8 @@ struct Inner {
     faults: Faults,
     /// Every score post received (received.rs).
     received: received::ScoreLog,
+    /// The service endpoints' rate limit (throttle.rs).
+    throttle: throttle::Throttle,
     state: Mutex<State>,
     stats: Mutex<Stats>,
 }
@@ -221,6 +230,7 @@ impl SimulatedLms {
                 resources: data::resources(),
                 faults: Faults::default(),
                 received: received::ScoreLog::default(),
+                throttle: throttle::Throttle::default(),
                 state: Mutex::new(State {
                     line_items,
                     next_line_item,
@@ -293,6 +303,10 @@ impl SimulatedLms {
             .route_layer(axum::middleware::from_fn_with_state(
                 self.clone(),
                 injected_latency,
+            ))
+            .route_layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                throttle::limit,
             ));
         Router::new()
             .route("/", get(pages::home))
@@ -484,10 +498,8 @@ impl SimulatedLms {
             .filter_map(|((line_item, _), index)| {
                 let li = state.line_items.get(line_item)?;
                 let score = state.scores.get(*index)?;
-                let result_score = match (score.score_given, score.score_maximum) {
-                    (Some(given), Some(max)) if max > 0.0 => Some(given / max * li.score_maximum),
-                    _ => None,
-                };
+                let result_score =
+                    moodle::stored_result(self.inner.config.behaviour, score, li.score_maximum);
                 Some(GradebookEntry {
                     line_item_id: li.id.to_string(),
                     line_item_label: li.label.clone(),
