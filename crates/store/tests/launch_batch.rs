@@ -435,3 +435,34 @@ async fn a_batch_abandoned_midway_leaves_nothing_open_or_half_written() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn sqlite_checkpoints_in_the_background_and_stops_when_the_pool_closes() {
+    let db = TestDatabase::sqlite().await.unwrap();
+    let path = std::path::PathBuf::from(db.url.trim_start_matches("sqlite://"));
+    let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let f = fixture(&db.store, "checkpointed").await;
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let before = size();
+    let batch: Vec<_> = (0..300)
+        .map(|i| launch(&f, &format!("n-{i}"), &format!("u-{i}"), "c-1"))
+        .collect();
+    for r in db.store.record_launches(&batch).await.unwrap() {
+        r.unwrap();
+    }
+    // Far below the autocheckpoint backstop, so only the background checkpointer can have
+    // copied these pages from the WAL into the database file.
+    let mut grown = false;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if size() > before {
+            grown = true;
+            break;
+        }
+    }
+    assert!(grown, "the database file stayed at {before} bytes");
+    tokio::time::timeout(std::time::Duration::from_secs(10), db.store.close())
+        .await
+        .expect("the checkpointer lets the pool close");
+    db.cleanup().await;
+}
