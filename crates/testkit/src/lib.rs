@@ -7,10 +7,12 @@
 //! the `lmsbridge demo` command mounts the LMS next to the tool.
 
 pub mod browser;
+pub mod classroom;
 pub mod html;
 mod platform;
 
 pub use browser::{Browser, BrowserError, Page};
+pub use classroom::{SimulatedClassroom, SpawnedClassroom};
 pub use html::{Form, Link};
 pub use platform::{
     FaultKind, Faults, GradebookEntry, LmsBehaviour, LmsConfig, LmsError, RateLimit, RecordedScore,
