@@ -178,6 +178,10 @@ pub enum ScoreState {
     Dead,
     /// A newer score for the same target and person was queued before this one was sent.
     Superseded,
+    /// Not sent, on purpose: the platform would have lost a grade by it (a progress-only
+    /// score erases Moodle's final grade). `last_error` says why; later scores for the same
+    /// target and person are sent as usual.
+    Held,
 }
 
 impl ScoreState {
@@ -189,6 +193,7 @@ impl ScoreState {
             Self::Delivered => "delivered",
             Self::Dead => "dead",
             Self::Superseded => "superseded",
+            Self::Held => "held",
         }
     }
 }
@@ -203,6 +208,7 @@ impl FromStr for ScoreState {
             "delivered" => Self::Delivered,
             "dead" => Self::Dead,
             "superseded" => Self::Superseded,
+            "held" => Self::Held,
             other => return Err(format!("unknown score state {other:?}")),
         })
     }

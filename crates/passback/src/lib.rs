@@ -9,6 +9,7 @@
 
 mod backoff;
 pub mod limiter;
+pub mod moodle;
 pub mod webhooks;
 mod worker;
 

@@ -162,6 +162,9 @@ impl Worker {
     }
 
     async fn deliver(&self, score: ClaimedScore) -> Result<(), store::StoreError> {
+        if crate::moodle::hold_if_it_would_erase(&self.store, &self.config.id, &score).await? {
+            return Ok(());
+        }
         let limiter = self
             .limiters
             .for_platform(score.platform.id, score.platform.kind);
@@ -195,6 +198,19 @@ impl Worker {
             Err(_) => drop(permit),
         }
         let latency_ms = i64::try_from(clock.elapsed().as_millis()).unwrap_or(i64::MAX);
+        if crate::moodle::restamp_if_refused_as_stale(
+            &self.store,
+            &self.config.id,
+            self.config.max_attempts,
+            &score,
+            &result,
+            started_at,
+            latency_ms,
+        )
+        .await?
+        {
+            return Ok(());
+        }
         let outcome = self.outcome(&score, result);
         match &outcome {
             AttemptOutcome::Delivered { status, .. } => {

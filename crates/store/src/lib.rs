@@ -29,6 +29,8 @@ mod line_items;
 mod platforms;
 mod registrations;
 pub mod rosters;
+mod score_batch;
+mod score_policy;
 mod scores;
 mod tenants;
 pub mod testing;
@@ -51,6 +53,8 @@ pub use rosters::{
     ClaimedRosterSync, MemberPage, MemberQuery, MemberRecord, QueuedSync, RosterMemberInput,
     RosterPageInput, RosterSource, RosterSync, RosterSyncId, SyncKind, SyncOutcome, SyncState,
 };
+pub use score_batch::ScoreBatchOutcome;
+pub use score_policy::RestampOutcome;
 pub use scores::{
     AttemptOutcome, ClaimedScore, EnqueueOutcome, ScoreAttempt, ScoreRecord, ScoreRequest,
 };

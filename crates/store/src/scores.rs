@@ -99,7 +99,7 @@ pub enum AttemptOutcome {
 }
 
 #[derive(sqlx::FromRow)]
-struct ScoreRow {
+pub(crate) struct ScoreRow {
     id: String,
     grade_target_id: String,
     person_id: String,
@@ -120,7 +120,7 @@ struct ScoreRow {
     created_at: i64,
 }
 
-const SCORE_COLUMNS: &str = "id, grade_target_id, person_id, score_given, score_maximum, comment, activity_progress, grading_progress, actor_kind, actor_id, timestamp_micros, state, attempts, next_attempt_at, last_status, last_error, delivered_at, created_at";
+pub(crate) const SCORE_COLUMNS: &str = "id, grade_target_id, person_id, score_given, score_maximum, comment, activity_progress, grading_progress, actor_kind, actor_id, timestamp_micros, state, attempts, next_attempt_at, last_status, last_error, delivered_at, created_at";
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(format!("score {what}"))
@@ -448,12 +448,22 @@ impl TryFrom<ClaimRow> for ClaimedScore {
     }
 }
 
-/// Rows a worker may take: due, not leased (or the lease lapsed, as after a crash), and no
-/// other row for the same target and person in flight.
+/// Rows a worker may take: due, not leased (or the lease lapsed, as after a crash), no
+/// other row for the same target and person in flight, and no newer row for them: an older
+/// score sent after a newer one could overwrite it.
 const DUE: &str = "s.state IN ('queued', 'retrying', 'sending') AND s.next_attempt_at <= $3 \
     AND (s.lease_until IS NULL OR s.lease_until < $3) \
     AND NOT EXISTS (SELECT 1 FROM scores o WHERE o.grade_target_id = s.grade_target_id AND o.person_id = s.person_id \
-        AND o.state = 'sending' AND o.lease_until >= $3 AND o.id <> s.id)";
+        AND o.state = 'sending' AND o.lease_until >= $3 AND o.id <> s.id) \
+    AND NOT EXISTS (SELECT 1 FROM scores n WHERE n.grade_target_id = s.grade_target_id AND n.person_id = s.person_id \
+        AND n.tenant_id = s.tenant_id AND n.timestamp_micros > s.timestamp_micros)";
+
+/// Waiting rows with a newer row for the same target and person: enqueueing supersedes the
+/// waiting rows it finds, but a row that was being sent then comes back as `retrying`, and
+/// one whose worker died stays `sending` until its lease lapses. Never in flight (`$1` is now).
+const STALE: &str = "s.state IN ('queued', 'retrying', 'sending') AND (s.lease_until IS NULL OR s.lease_until < $1) \
+    AND EXISTS (SELECT 1 FROM scores n WHERE n.grade_target_id = s.grade_target_id AND n.person_id = s.person_id \
+        AND n.tenant_id = s.tenant_id AND n.timestamp_micros > s.timestamp_micros)";
 
 impl Store {
     /// Claims up to `limit` due scores for `worker` until `lease_until`.
@@ -463,6 +473,7 @@ impl Store {
         lease_until: i64,
         limit: i64,
     ) -> Result<Vec<ClaimedScore>, StoreError> {
+        self.supersede_stale_scores().await?;
         let now = now_micros();
         let ids: Vec<String> = match &self.db {
             crate::db::Db::Postgres(pool) => {
@@ -725,5 +736,95 @@ impl TenantStore<'_> {
                     .map_err(|_| StoreError::Corrupt("score id".into()))
             })
             .collect()
+    }
+}
+
+/// Appends a `score.superseded` entry, naming the newest score of the pair, for each row
+/// [`Store::supersede_stale_scores`] marked.
+macro_rules! audit_stale {
+    ($tx:expr, $rows:expr) => {{
+        let rows: &[StaleRow] = $rows;
+        for (id, tenant, target, person) in rows {
+            let newest: String = sqlx::query_scalar(
+                "SELECT id FROM scores WHERE grade_target_id = $1 AND person_id = $2 AND tenant_id = $3 \
+                 ORDER BY timestamp_micros DESC LIMIT 1",
+            )
+            .bind(target)
+            .bind(person)
+            .bind(tenant)
+            .fetch_one(&mut *$tx)
+            .await?;
+            let entry = NewAuditEntry::tenant(
+                tenant.parse().map_err(|_| corrupt("tenant"))?,
+                Actor::system("passback-worker"),
+                "score.superseded",
+                format!("score:{id}"),
+                serde_json::json!({
+                    "superseded_by": newest, "grade_target_id": target, "person_id": person,
+                    "reason": "a newer score for the same target and person exists",
+                }),
+            );
+            audit_append!($tx, &entry);
+        }
+    }};
+}
+
+/// A waiting row marked superseded by [`Store::supersede_stale_scores`]: id, tenant, target,
+/// person.
+type StaleRow = (String, String, String, String);
+
+impl Store {
+    /// Marks superseded the waiting scores that have a newer score for the same target and
+    /// person (see [`STALE`]), each with a `score.superseded` audit entry, so that no worker
+    /// sends them after the newer one and the queue still drains. Returns how many.
+    pub async fn supersede_stale_scores(&self) -> Result<usize, StoreError> {
+        let now = now_micros();
+        // Most rounds find none: look before taking the write lock.
+        let any: Option<String> = on_db!(&self.db, |pool| {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT s.id FROM scores s WHERE {STALE} LIMIT 1"
+            )))
+            .bind(now)
+            .fetch_optional(pool)
+            .await?
+        });
+        if any.is_none() {
+            return Ok(0);
+        }
+        let stale: Vec<StaleRow> = match &self.db {
+            crate::db::Db::Postgres(pool) => {
+                let mut tx = pool.begin_write().await?;
+                // SKIP LOCKED: a row another worker is claiming or sweeping is left to it.
+                let rows: Vec<StaleRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "UPDATE scores SET state = 'superseded', lease_owner = NULL, lease_until = NULL, updated_at = $1 \
+                     WHERE id IN (SELECT s.id FROM scores s WHERE {STALE} FOR UPDATE SKIP LOCKED) \
+                     RETURNING id, tenant_id, grade_target_id, person_id"
+                )))
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?;
+                audit_stale!(tx, &rows);
+                tx.commit().await?;
+                rows
+            }
+            crate::db::Db::Sqlite(pool) => {
+                let mut tx = pool.begin_write().await?;
+                let rows: Vec<StaleRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "UPDATE scores SET state = 'superseded', lease_owner = NULL, lease_until = NULL, updated_at = $1 \
+                     WHERE id IN (SELECT s.id FROM scores s WHERE {STALE}) \
+                     RETURNING id, tenant_id, grade_target_id, person_id"
+                )))
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?;
+                audit_stale!(tx, &rows);
+                tx.commit().await?;
+                rows
+            }
+        };
+        for (id, ..) in &stale {
+            tracing::info!(score = %id, "score superseded before sending: a newer score exists");
+        }
+        Ok(stale.len())
     }
 }

@@ -47,6 +47,7 @@ pub async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
         "delivered",
         "dead",
         "superseded",
+        "held",
     ] {
         let n = figures
             .scores_by_state
