@@ -88,7 +88,37 @@ pub struct ScoreBody {
     actor: Actor,
 }
 
-const MAX_IDEMPOTENCY_KEY: usize = 200;
+pub(super) const MAX_IDEMPOTENCY_KEY: usize = 200;
+
+impl ScoreBody {
+    /// The score to queue, validated, with the hash idempotency compares: the body
+    /// re-serialised from its parsed form, so the same score hashes the same whatever its
+    /// whitespace or key order, sent alone or in a batch.
+    pub(super) fn into_request(
+        self,
+        idempotency_key: Option<String>,
+    ) -> Result<ScoreRequest, ApiError> {
+        let canonical = serde_json::to_vec(&self).map_err(|e| ApiError::Internal(e.into()))?;
+        let score = NewScore {
+            grade_target_id: self.grade_target_id,
+            person_id: self.person_id,
+            score_given: self.score_given,
+            score_maximum: self.score_maximum,
+            comment: self.comment,
+            activity_progress: self.activity_progress,
+            grading_progress: self.grading_progress,
+            actor: self.actor,
+        };
+        score
+            .validate()
+            .map_err(|e| ApiError::Invalid(e.to_string()))?;
+        Ok(ScoreRequest {
+            score,
+            idempotency_key,
+            request_hash: sha256_hex(&canonical),
+        })
+    }
+}
 
 /// `POST /api/v1/scores`: queue a score. Answers 202 once the score and its audit entry are
 /// committed; the worker delivers it.

@@ -14,6 +14,7 @@ mod members;
 mod ops;
 mod register;
 mod replay;
+mod scores_batch;
 mod storage;
 mod webhooks;
 
@@ -76,6 +77,10 @@ pub fn router(app: App) -> Router {
                 .delete(catalog::archive),
         )
         .merge(line_items::routes(&app))
+        // Every body but a score batch's is small; the batch route, added after this layer,
+        // gets the larger limit below.
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .route("/api/v1/scores:batch", post(scores_batch::submit_batch))
         .with_state(app);
     with_middleware(routes)
 }
@@ -86,7 +91,7 @@ pub fn with_middleware(routes: Router) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");
     routes
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| panic_response()))
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT.max(scores_batch::BODY_LIMIT)))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
