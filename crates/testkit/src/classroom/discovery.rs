@@ -663,6 +663,28 @@ mod tests {
     }
 
     #[test]
+    fn a_document_can_be_loaded_from_a_path_and_a_broken_one_is_refused() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("google/classroom.v1.json");
+        let loaded = Discovery::load(&path).unwrap();
+        assert_eq!(
+            loaded.methods().count(),
+            Discovery::classroom_v1().methods().count()
+        );
+        assert!(matches!(
+            Discovery::load(&path.with_file_name("missing.json")),
+            Err(DiscoveryError::Io(_))
+        ));
+        assert!(matches!(
+            Discovery::from_json("{}"),
+            Err(DiscoveryError::Malformed(_))
+        ));
+        assert!(matches!(
+            Discovery::from_json("not json"),
+            Err(DiscoveryError::Json(_))
+        ));
+    }
+
+    #[test]
     fn custom_verbs_win_over_plain_ids() {
         let d = Discovery::classroom_v1();
         let (m, vars) = d

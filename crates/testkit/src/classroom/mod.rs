@@ -483,15 +483,17 @@ impl SimulatedClassroom {
     }
 
     pub fn course_work(&self, id: &str) -> Option<CourseWorkView> {
-        self.state().course_work.get(id).map(|w| CourseWorkView {
-            id: w.id.clone(),
-            course_id: w.course_id.clone(),
-            title: w.title.clone(),
-            state: w.state.clone(),
-            work_type: w.work_type.clone(),
-            max_points: w.max_points,
-            project: w.project.clone(),
-        })
+        self.state().course_work.get(id).map(course_work_view)
+    }
+
+    /// Every courseWork of a course, seeded or created.
+    pub fn course_works(&self, course_id: &str) -> Vec<CourseWorkView> {
+        self.state()
+            .course_work
+            .values()
+            .filter(|w| w.course_id == course_id)
+            .map(course_work_view)
+            .collect()
     }
 
     /// The submissions of a courseWork, by student id.
@@ -625,6 +627,18 @@ impl SpawnedClassroom {
 impl Drop for SpawnedClassroom {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+fn course_work_view(w: &data::CourseWork) -> CourseWorkView {
+    CourseWorkView {
+        id: w.id.clone(),
+        course_id: w.course_id.clone(),
+        title: w.title.clone(),
+        state: w.state.clone(),
+        work_type: w.work_type.clone(),
+        max_points: w.max_points,
+        project: w.project.clone(),
     }
 }
 
