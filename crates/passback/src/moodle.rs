@@ -89,9 +89,8 @@ pub(crate) async fn restamp_if_refused_as_stale(
     }
     let jitter = rand::rng().random_range(0..=RESTAMP_JITTER.as_micros() as u64);
     let at = now_micros() + RESTAMP_DELAY.as_micros() as i64 + jitter as i64;
-    let detail = format!("refused by the platform (HTTP 409): {detail}");
     match store
-        .retry_with_fresh_timestamp(score, worker, started_at, latency_ms, 409, &detail, at)
+        .retry_with_fresh_timestamp(score, worker, started_at, latency_ms, 409, detail, at)
         .await?
     {
         RestampOutcome::Restamped {

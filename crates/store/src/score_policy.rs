@@ -110,7 +110,7 @@ impl Store {
                     )
                     .bind(status)
                     .bind(format!(
-                        "refused as out of date ({detail}); the newer score {newer} is sent instead"
+                        "refused as out of date: {detail}; the newer score {newer} is sent instead"
                     ))
                     .bind(now)
                     .bind(&id_s)
