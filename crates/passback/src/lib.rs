@@ -8,6 +8,7 @@
 //! scores carry their original timestamp.
 
 mod backoff;
+mod interrupted;
 pub mod limiter;
 pub mod moodle;
 pub mod webhooks;

@@ -211,6 +211,7 @@ impl Worker {
         {
             return Ok(());
         }
+        let result = crate::interrupted::landed_before(&self.store, &score, result).await?;
         let outcome = self.outcome(&score, result);
         match &outcome {
             AttemptOutcome::Delivered { status, .. } => {

@@ -634,6 +634,21 @@ impl Store {
         Ok(owned)
     }
 
+    /// How many attempts of a claimed score have a recorded outcome. Fewer than its
+    /// attempts before this one means an attempt's outcome was lost (its worker stopped
+    /// mid-send, or lost the lease), so that send may have reached the platform.
+    pub async fn recorded_attempts(&self, claimed: &ClaimedScore) -> Result<i64, StoreError> {
+        Ok(on_db!(&self.db, |pool| {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM score_attempts WHERE score_id = $1 AND tenant_id = $2",
+            )
+            .bind(claimed.id.to_string())
+            .bind(claimed.tenant_id.to_string())
+            .fetch_one(pool)
+            .await?
+        }))
+    }
+
     /// When the next queued score becomes due, for a worker deciding how long to sleep.
     pub async fn next_score_due(&self) -> Result<Option<i64>, StoreError> {
         Ok(on_db!(&self.db, |pool| {
