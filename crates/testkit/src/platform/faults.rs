@@ -30,6 +30,8 @@ struct Plan {
     latency: Duration,
     /// How long each score post is held, drawn uniformly from this range.
     score_latency: Option<(Duration, Duration)>,
+    /// How long the answer to a score post is held after the score was processed.
+    score_answer_delay: Option<(Duration, Duration)>,
     /// How long an access token works for score posts once it was first used for one.
     token_life_after_use: Option<Duration>,
 }
@@ -96,6 +98,13 @@ impl Faults {
         self.plan().score_latency = (!max.is_zero()).then_some((min.min(max), max));
     }
 
+    /// Holds the answer to each score post for a random time between `min` and `max` after
+    /// the score was processed (taken or refused): a tool that dies meanwhile never learns
+    /// that the platform took its score. Zero for both turns it off.
+    pub fn set_score_answer_delay(&self, min: Duration, max: Duration) {
+        self.plan().score_answer_delay = (!max.is_zero()).then_some((min.min(max), max));
+    }
+
     /// Access tokens stop working for score posts `life` after their first score post,
     /// whatever `expires_in` promised: a platform revoking tokens early. Tokens keep working
     /// for at least `life`, so a freshly fetched token is never refused at once. Zero turns
@@ -125,11 +134,12 @@ impl Faults {
 
     /// How long to hold this score post.
     pub(super) fn score_latency(&self) -> Duration {
-        match self.plan().score_latency {
-            Some((min, max)) if max > min => rand::rng().random_range(min..=max),
-            Some((_, max)) => max,
-            None => Duration::ZERO,
-        }
+        draw(self.plan().score_latency)
+    }
+
+    /// How long to hold the answer to this score post.
+    pub(super) fn score_answer_delay(&self) -> Duration {
+        draw(self.plan().score_answer_delay)
     }
 
     pub(super) fn token_life_after_use(&self) -> Option<Duration> {
@@ -161,6 +171,15 @@ impl Faults {
             }
         }
         None
+    }
+}
+
+/// A duration drawn uniformly from a range, or zero.
+fn draw(range: Option<(Duration, Duration)>) -> Duration {
+    match range {
+        Some((min, max)) if max > min => rand::rng().random_range(min..=max),
+        Some((_, max)) => max,
+        None => Duration::ZERO,
     }
 }
 

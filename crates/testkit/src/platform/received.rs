@@ -4,7 +4,8 @@
 //! Tests read it to check what a tool did over time: that one score was not sent twice at
 //! once, that scores for a learner arrived oldest first, that a retry waited at least the
 //! `Retry-After` the platform gave, and that the request rate stayed under a limit. Times are
-//! the wall clock, the clock tools stamp their own records with.
+//! the wall clock, the clock tools stamp their own records with. A post whose connection the
+//! tool closed before the answer (a tool killed mid-send) is logged too, as abandoned.
 
 use super::SimulatedLms;
 use super::respond::Refusal;
@@ -20,6 +21,10 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 use time::OffsetDateTime;
+
+/// The status logged for a post abandoned before the platform processed it (the tool went
+/// away; the code web servers log for a client that closed its request).
+const NOT_PROCESSED: u16 = 499;
 
 /// The largest score body read; a score is a few hundred bytes.
 const MAX_SCORE_BODY: usize = 1 << 20;
@@ -38,11 +43,14 @@ pub struct ScoreRequestRecord {
     /// When the request reached the score endpoint.
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
-    /// When its answer was ready.
+    /// When its answer was sent, or when the tool went away.
     #[serde(with = "time::serde::rfc3339")]
     pub finished_at: OffsetDateTime,
-    /// The answer's status.
+    /// The answer's status: what the platform decided, even when the tool went away before
+    /// hearing it; 499 when the tool went away before the platform looked at the score.
     pub status: u16,
+    /// The tool closed the connection before the answer was sent.
+    pub abandoned: bool,
     /// The answer's `Retry-After`, in seconds, when it had one.
     pub retry_after_secs: Option<u64>,
 }
@@ -93,8 +101,23 @@ impl SimulatedLms {
     }
 }
 
+/// A post being handled; logged when dropped, so that a post the tool abandons (its future
+/// is dropped with the connection) is logged too.
+struct InFlight {
+    lms: SimulatedLms,
+    record: ScoreRequestRecord,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.record.finished_at = OffsetDateTime::now_utc();
+        let record = self.record.clone();
+        self.lms.inner.received.requests().push(record);
+    }
+}
+
 /// Wraps the score endpoint: logs each post and applies the score-only faults (hold time,
-/// early token expiry) before the endpoint sees it.
+/// early token expiry, delayed answer) around the endpoint.
 pub(super) async fn record(
     State(lms): State<SimulatedLms>,
     Path((_course_id, line_item_id)): Path<(String, String)>,
@@ -112,6 +135,21 @@ pub(super) async fn record(
     };
     let score: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let text = |name: &str| score.get(name).and_then(Value::as_str).map(str::to_owned);
+    let mut in_flight = InFlight {
+        lms: lms.clone(),
+        record: ScoreRequestRecord {
+            line_item_id,
+            user_id: text("userId"),
+            timestamp: text("timestamp"),
+            score_given: score.get("scoreGiven").and_then(Value::as_f64),
+            comment: text("comment"),
+            started_at,
+            finished_at: started_at,
+            status: NOT_PROCESSED,
+            abandoned: true,
+            retry_after_secs: None,
+        },
+    };
     let hold = lms.faults().score_latency();
     if !hold.is_zero() {
         tokio::time::sleep(hold).await;
@@ -146,21 +184,17 @@ pub(super) async fn record(
                 .await
         }
     };
-    let retry_after_secs = response
+    in_flight.record.status = response.status().as_u16();
+    in_flight.record.retry_after_secs = response
         .headers()
         .get(header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok());
-    lms.inner.received.requests().push(ScoreRequestRecord {
-        line_item_id,
-        user_id: text("userId"),
-        timestamp: text("timestamp"),
-        score_given: score.get("scoreGiven").and_then(Value::as_f64),
-        comment: text("comment"),
-        started_at,
-        finished_at: OffsetDateTime::now_utc(),
-        status: response.status().as_u16(),
-        retry_after_secs,
-    });
+    let delay = lms.faults().score_answer_delay();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    in_flight.record.abandoned = false;
+    drop(in_flight);
     response
 }
