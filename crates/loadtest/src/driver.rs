@@ -142,7 +142,9 @@ struct Pending {
 #[derive(Debug)]
 struct Signed {
     pending: Pending,
-    id_token: String,
+    /// The form the browser posts (`id_token` and `state`), encoded before the timed phase:
+    /// the same bytes a browser sends, without the generator encoding them while it measures.
+    form: axum::body::Bytes,
 }
 
 /// Everything a phase's workers share.
@@ -185,8 +187,15 @@ fn transport_kind(phase: &str, e: &reqwest::Error) -> String {
     }
 }
 
-fn query_value(url: &Url, name: &str) -> Option<String> {
-    url.query_pairs()
+/// The query string of a URL as it came in a `Location` header, without parsing the rest.
+fn query_of(location: &str) -> &str {
+    let query = location.split_once('?').map_or("", |(_, q)| q);
+    query.split_once('#').map_or(query, |(q, _)| q)
+}
+
+/// The value of one query parameter of a `Location`, decoded.
+fn query_value(location: &str, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query_of(location).as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
 }
@@ -208,7 +217,21 @@ async fn login_once(s: &Shared, launch: usize) -> Result<Pending, (String, Strin
         .await
         .map_err(|e| (transport_kind("login", &e), e.to_string()))?;
     let status = resp.status();
-    let headers = resp.headers().clone();
+    let location = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    // What a browser would send back: every cookie set, as name=value.
+    let cookie = resp
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("; ");
     let body = resp
         .bytes()
         .await
@@ -217,34 +240,29 @@ async fn login_once(s: &Shared, launch: usize) -> Result<Pending, (String, Strin
     if !matches!(status.as_u16(), 302 | 303) {
         return Err((format!("login_http_{}", status.as_u16()), snippet(&body)));
     }
-    let location = headers
-        .get(reqwest::header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| Url::parse(v).ok())
+    let location = location
+        .filter(|l| l.starts_with("http://") || l.starts_with("https://"))
         .ok_or_else(|| ("login_no_location".to_owned(), String::new()))?;
-    let (Some(state), Some(nonce), Some(redirect)) = (
-        query_value(&location, "state"),
-        query_value(&location, "nonce"),
-        query_value(&location, "redirect_uri"),
-    ) else {
+    // The authentication request's parameters, decoded in one pass.
+    let (mut state, mut nonce, mut redirect) = (None, None, None);
+    for (k, v) in url::form_urlencoded::parse(query_of(&location).as_bytes()) {
+        match k.as_ref() {
+            "state" => state = Some(v.into_owned()),
+            "nonce" => nonce = Some(v.into_owned()),
+            "redirect_uri" => redirect = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let (Some(state), Some(nonce), Some(redirect)) = (state, nonce, redirect) else {
         return Err((
             "login_auth_request_incomplete".into(),
-            location.as_str().chars().take(240).collect(),
+            location.chars().take(240).collect(),
         ));
     };
     let redirect_uri = Url::parse(&redirect)
         .ok()
         .filter(is_loopback)
         .ok_or_else(|| ("login_redirect_uri_not_loopback".to_owned(), redirect))?;
-    // What a browser would send back: every cookie set, as name=value.
-    let cookie = headers
-        .get_all(reqwest::header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|v| v.split(';').next())
-        .map(str::trim)
-        .collect::<Vec<_>>()
-        .join("; ");
     Ok(Pending {
         launch,
         cookie,
@@ -260,7 +278,11 @@ async fn launch_once(s: &Shared, signed: &Signed) -> Result<u32, (String, String
     let mut req = s
         .client
         .post(p.redirect_uri.clone())
-        .form(&[("id_token", signed.id_token.as_str()), ("state", &p.state)]);
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(signed.form.clone());
     if !p.cookie.is_empty() {
         req = req.header(reqwest::header::COOKIE, &p.cookie);
     }
@@ -284,10 +306,15 @@ async fn launch_once(s: &Shared, signed: &Signed) -> Result<u32, (String, String
         return Err((format!("launch_http_{}", status.as_u16()), snippet(&body)));
     }
     let location = location.unwrap_or_default();
-    // ltijs redirects to a path on itself; the others to an absolute product URL.
-    let resolved = p.redirect_uri.join(&location).ok();
-    let Some(resolved) = resolved else {
-        return Err(("launch_bad_location".into(), location));
+    // ltijs redirects to a path on itself; the others to an absolute product URL, which is
+    // checked as it came.
+    let resolved = if location.starts_with("http://") || location.starts_with("https://") {
+        location.clone()
+    } else {
+        match p.redirect_uri.join(&location) {
+            Ok(u) => u.to_string(),
+            Err(_) => return Err(("launch_bad_location".into(), location)),
+        }
     };
     let param = s.target.tool.handoff_param();
     let handoff = query_value(&resolved, param).is_some_and(|v| !v.is_empty());
@@ -295,7 +322,7 @@ async fn launch_once(s: &Shared, signed: &Signed) -> Result<u32, (String, String
         .target
         .product_url
         .as_ref()
-        .is_none_or(|u| resolved.as_str().starts_with(u.as_str()));
+        .is_none_or(|u| resolved.starts_with(u.as_str()));
     if !handoff || !under_product {
         return Err((
             "launch_redirect_without_handoff".into(),
@@ -448,10 +475,14 @@ fn sign_all(
                         let claims =
                             platform::launch_claims(reg, &user, &p.nonce, target_link_uri, now);
                         match key.sign(&claims) {
-                            Ok(id_token) => signed.push(Signed {
-                                pending: p,
-                                id_token,
-                            }),
+                            Ok(id_token) => {
+                                let form = url::form_urlencoded::Serializer::new(String::new())
+                                    .append_pair("id_token", &id_token)
+                                    .append_pair("state", &p.state)
+                                    .finish()
+                                    .into();
+                                signed.push(Signed { pending: p, form });
+                            }
                             Err(e) => errors.note("sign_failed".into(), e.to_string()),
                         }
                     }
@@ -673,6 +704,24 @@ mod tests {
         assert_eq!(snippet(page), "nonce_replayed");
         let long = "x ".repeat(500);
         assert_eq!(snippet(long.as_bytes()).len(), 240);
+    }
+
+    #[test]
+    fn location_queries_are_read_without_the_rest_of_the_url() {
+        let loc = "http://127.0.0.1:9/auth?scope=openid&state=a%2Bb%3D&nonce=n+1&redirect_uri=http%3A%2F%2F127.0.0.1%3A8%2Flti%2Flaunch#frag";
+        assert_eq!(query_value(loc, "state").as_deref(), Some("a+b="));
+        assert_eq!(query_value(loc, "nonce").as_deref(), Some("n 1"));
+        assert_eq!(
+            query_value(loc, "redirect_uri").as_deref(),
+            Some("http://127.0.0.1:8/lti/launch")
+        );
+        assert_eq!(query_value(loc, "missing"), None);
+        assert_eq!(query_value("http://127.0.0.1:1/product", "code"), None);
+        assert_eq!(
+            query_value("/?ltik=abc", "ltik").as_deref(),
+            Some("abc"),
+            "relative locations too"
+        );
     }
 
     #[test]
