@@ -640,6 +640,39 @@ fn submission(rng: &mut Rng, pairs: &[Pair], index: usize, pair: usize, tag: &st
     }
 }
 
+/// Submits `plan` over `lanes` connections at once, each pair's requests one after another
+/// in plan order on one lane (so that plan order stays the order of each pair's
+/// timestamps). Returns lmsbridge's answers in plan order.
+pub async fn submit_in_lanes(api: &Api, plan: &[Submission], lanes: usize) -> Vec<Value> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for lane in 0..lanes {
+        let mine: Vec<(usize, Submission)> = plan
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.pair % lanes == lane)
+            .map(|(i, s)| (i, s.clone()))
+            .collect();
+        let api = api.clone();
+        tasks.spawn(async move {
+            let mut answers = Vec::with_capacity(mine.len());
+            for (i, s) in mine {
+                answers.push((i, api.submit_until_taken(&s, Duration::from_secs(30)).await));
+            }
+            answers
+        });
+    }
+    let mut answers: Vec<Option<Value>> = vec![None; plan.len()];
+    while let Some(lane) = tasks.join_next().await {
+        for (i, answer) in lane.expect("a submitting lane") {
+            answers[i] = Some(answer);
+        }
+    }
+    answers
+        .into_iter()
+        .map(|a| a.expect("every request answered"))
+        .collect()
+}
+
 /// The newest submission of each pair, given the scores lmsbridge answered with (in
 /// submission order, which is the order of their timestamps per pair).
 pub fn newest_per_pair<'a>(
