@@ -7,6 +7,7 @@
 //! Every run is bounded: a launch count, a budget of timed seconds, a wall-clock limit after
 //! which the process exits by itself, and loopback targets only.
 
+mod deadline;
 mod driver;
 mod micro;
 mod platform;
@@ -44,6 +45,9 @@ enum Command {
         #[arg(long, default_value_t = 2000)]
         iterations: usize,
     },
+    /// An assignment deadline: a burst of scores through lmsbridge's API, drained into a
+    /// rate-limited simulated LMS (see docs/BENCHMARKS.md).
+    Deadline(Box<deadline::DeadlineArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -135,6 +139,7 @@ fn main() -> std::process::ExitCode {
         Command::Run(args) => run(*args),
         Command::Report { files } => report(&files),
         Command::Microbench { iterations } => microbench(iterations),
+        Command::Deadline(args) => deadline::run(*args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
