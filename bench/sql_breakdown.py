@@ -153,7 +153,10 @@ def main():
 
     launches = len(totals.get("/lti/launch", []))
     if launches and background:
-        batches = len(background.get("INSERT INTO launches (id,", [])) or None
+        # Every batch starts with its checks: one call on SQLite (BEGIN IMMEDIATE and the
+        # checks), one statement on PostgreSQL (WITH w AS (SELECT ... FROM UNNEST ...)).
+        batches = sum(len(xs) for name, xs in background.items()
+                      if name.startswith("BEGIN IMMEDIATE") or name.startswith("WITH w AS")) or None
         size = f", {launches / batches:.1f} launches per batch on average" if batches else ""
         print(f"\nOutside requests (the launch batch writer, the passback worker, upkeep): "
               f"statements that ran at least once per 10 launches{size}")
