@@ -76,8 +76,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+# Two distinct free ports: both sockets stay bound until both numbers are known.
+free_ports() {
+    python3 -c 'import socket
+a, b = socket.socket(), socket.socket()
+a.bind(("127.0.0.1", 0)); b.bind(("127.0.0.1", 0))
+print(a.getsockname()[1], b.getsockname()[1])'
 }
 
 build() {
@@ -112,8 +116,7 @@ run_one() {
         label="lmsbridge (SQLite)"
     fi
     local lms_port port
-    lms_port=$(free_port)
-    port=$(free_port)
+    read -r lms_port port < <(free_ports)
     local lms=http://127.0.0.1:$lms_port
     log "$label, $mode: tenant and platform"
     "$LB" tenant create --name deadline --launch-url "$lms/product/launch" \
