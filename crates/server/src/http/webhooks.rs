@@ -57,7 +57,7 @@ pub async fn set(
     Ok(Json(serde_json::json!({
         "url": url,
         "secret": secret,
-        "events": ["score.delivered", "score.dead"],
+        "events": ["score.delivered", "score.dead", "score.held"],
         "signature": "Lmsbridge-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, \"<t>.<body>\")>",
     })))
 }
