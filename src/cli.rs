@@ -415,8 +415,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let store = open_store(&load(config, &(&db).into())?).await?;
             let scope = tenant_scope(&store, tenant).await?;
-            let since = since.as_deref().map(|s| rfc3339_micros(s, "--since")).transpose()?;
-            let until = until.as_deref().map(|s| rfc3339_micros(s, "--until")).transpose()?;
+            let since = since
+                .as_deref()
+                .map(|s| rfc3339_micros(s, "--since"))
+                .transpose()?;
+            let until = until
+                .as_deref()
+                .map(|s| rfc3339_micros(s, "--until"))
+                .transpose()?;
             export_audit(&store.tenant(&scope), since, until, format).await
         }
         Command::Audit {
@@ -444,7 +450,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn rfc3339_micros(value: &str, flag: &str) -> anyhow::Result<i64> {
     let t = time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| anyhow::anyhow!("{flag} must be an RFC 3339 time, e.g. 2026-11-01T00:00:00Z"))?;
+        .map_err(|_| {
+            anyhow::anyhow!("{flag} must be an RFC 3339 time, e.g. 2026-11-01T00:00:00Z")
+        })?;
     Ok(i64::try_from(t.unix_timestamp_nanos() / 1000)?)
 }
 
@@ -467,7 +475,10 @@ async fn export_audit(
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if matches!(format, ExportFormat::Csv) {
-        writeln!(out, "seq,at_micros,actor_kind,actor_id,action,subject,detail,prev_hash,hash")?;
+        writeln!(
+            out,
+            "seq,at_micros,actor_kind,actor_id,action,subject,detail,prev_hash,hash"
+        )?;
     }
     let mut after = None;
     loop {
@@ -577,7 +588,10 @@ async fn tenant(config: Option<&std::path::Path>, command: TenantCommand) -> any
             label,
             flags,
         } => {
-            anyhow::ensure!((1..=365).contains(&days), "--days must be between 1 and 365");
+            anyhow::ensure!(
+                (1..=365).contains(&days),
+                "--days must be between 1 and 365"
+            );
             let settings = load(config, &flags)?;
             let store = open_store(&settings).await?;
             let scope = tenant_scope(&store, tenant).await?;
@@ -742,7 +756,11 @@ async fn platform(
                 p.issuer,
                 p.client_id,
                 registered_via,
-                if p.enabled { "enabled" } else { "DISABLED: run `platform enable`" }
+                if p.enabled {
+                    "enabled"
+                } else {
+                    "DISABLED: run `platform enable`"
+                }
             );
             println!(
                 "  auth:  {}\n  token: {}\n  jwks:  {}",

@@ -62,11 +62,12 @@ async fn dead_scores_are_replayed_through_the_api() {
         .unwrap();
     assert_eq!(resp.status(), 409);
 
-    db.store.execute_unchecked(&format!(
-        "UPDATE scores SET state = 'dead', last_error = 'course closed' WHERE id = '{id}'"
-    ))
-    .await
-    .unwrap();
+    db.store
+        .execute_unchecked(&format!(
+            "UPDATE scores SET state = 'dead', last_error = 'course closed' WHERE id = '{id}'"
+        ))
+        .await
+        .unwrap();
     // Another tenant's key cannot see or replay it.
     let resp = post(format!("api/v1/scores/{id}/replay"), &other.api_key)
         .await

@@ -24,8 +24,8 @@ mod expiry;
 pub mod keys;
 mod launch_batch;
 mod launches;
-mod metrics;
 mod line_items;
+mod metrics;
 mod platforms;
 mod registrations;
 pub mod rosters;
@@ -35,18 +35,18 @@ mod scores;
 mod tenants;
 pub mod testing;
 
+pub use audit_query::{AuditFilter, MAX_AUDIT_PAGE};
 pub use catalog::{
     CatalogItem, CatalogItemChanges, CatalogItemId, CatalogItemType, NewCatalogItem,
     RESERVED_CUSTOM_PREFIX,
 };
-pub use audit_query::{AuditFilter, MAX_AUDIT_PAGE};
 pub use db::{Backend, now_micros};
 pub use error::StoreError;
 pub use keys::{KeyStatus, StoredToolKey};
 pub use launch_batch::{BatchOutcome, LAST_SEEN_RESOLUTION_MICROS, LaunchRefusal, LaunchWriter};
-pub use metrics::{LATENCY_BUCKETS_MS, PassbackFigures};
 pub use launches::{LaunchContext, LaunchPerson, NewLaunch, RecordedLaunch};
 pub use line_items::{LineItemContainer, LineItemOrigin, StoredLineItem};
+pub use metrics::{LATENCY_BUCKETS_MS, PassbackFigures};
 pub use platforms::{NewPlatform, PlatformRegistration};
 pub use registrations::{InviteSummary, NewDynamicPlatform, RegistrationInvite};
 pub use rosters::{
@@ -58,8 +58,8 @@ pub use score_policy::RestampOutcome;
 pub use scores::{
     AttemptOutcome, ClaimedScore, EnqueueOutcome, ScoreAttempt, ScoreRecord, ScoreRequest,
 };
-pub use webhooks::{ClaimedWebhook, WebhookAttempt, WebhookDelivery, WebhookOutcome};
 pub use tenants::{ApiKey, TenantScope};
+pub use webhooks::{ClaimedWebhook, WebhookAttempt, WebhookDelivery, WebhookOutcome};
 
 use db::Db;
 

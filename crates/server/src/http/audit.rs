@@ -107,5 +107,7 @@ pub async fn list(
         .then(|| entries.last().map(|e| e.seq))
         .flatten();
     let items: Vec<AuditItem> = entries.into_iter().map(item).collect();
-    Ok(Json(serde_json::json!({"entries": items, "next_after": next})))
+    Ok(Json(
+        serde_json::json!({"entries": items, "next_after": next}),
+    ))
 }

@@ -9,8 +9,8 @@ mod html;
 mod line_items;
 mod login_state;
 mod lti;
-mod metrics;
 mod members;
+mod metrics;
 mod ops;
 mod register;
 mod replay;
@@ -64,7 +64,9 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/audit", get(audit::list))
         .route(
             "/api/v1/webhook",
-            get(webhooks::get).put(webhooks::set).delete(webhooks::remove),
+            get(webhooks::get)
+                .put(webhooks::set)
+                .delete(webhooks::remove),
         )
         .route("/api/v1/contexts/{id}/sync", post(members::start_sync))
         .route("/api/v1/contexts/{id}/members", get(members::list_members))

@@ -71,7 +71,9 @@ pub async fn get(
     let t = app.store().tenant(&scope);
     let url = t.webhook_url().await?;
     let deliveries = t.webhook_deliveries(q.limit.unwrap_or(50)).await?;
-    Ok(Json(serde_json::json!({"url": url, "deliveries": deliveries})))
+    Ok(Json(
+        serde_json::json!({"url": url, "deliveries": deliveries}),
+    ))
 }
 
 /// `DELETE /api/v1/webhook`.
