@@ -30,7 +30,7 @@ use crate::error::StoreError;
 use crate::launches::{NewLaunch, RecordedLaunch};
 use crate::tenants::TenantScope;
 use crate::{Store, now_micros};
-use domain::{Actor, ContextId, GradeTargetId, LaunchId, PersonId, ResourceId};
+use domain::{Actor, ContextId, GradeTargetId, LaunchId, PersonId, PlatformId, ResourceId};
 use serde::Serialize;
 use sqlx::pool::PoolConnection;
 use std::collections::{BTreeMap, HashSet};
@@ -208,6 +208,20 @@ fn derived(kind: &str, parts: &[&str]) -> Uuid {
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest.as_ref()[..16]);
     Uuid::new_v8(bytes)
+}
+
+/// The id a person gets from their platform identity, whether a launch, a roster sync or the
+/// product API meets them first.
+pub(crate) fn person_id(platform: PlatformId, platform_user_id: &str) -> PersonId {
+    PersonId::from_uuid(derived(
+        "person",
+        &[&platform.to_string(), platform_user_id],
+    ))
+}
+
+/// The id of the grade target at `location` (a line item URL) on `platform`.
+pub(crate) fn grade_target_id(platform: PlatformId, location: &str) -> GradeTargetId {
+    GradeTargetId::from_uuid(derived("grade_target", &[&platform.to_string(), location]))
 }
 
 /// The ids a launch's rows get.

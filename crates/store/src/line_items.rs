@@ -9,9 +9,9 @@
 //! with `deleted_at` set, and takes no new scores.
 
 use crate::audit::NewAuditEntry;
-use crate::crypto::sha256_hex;
 use crate::db::BeginWrite;
 use crate::error::StoreError;
+use crate::launch_batch::grade_target_id;
 use crate::{TenantStore, now_micros};
 use domain::{
     Actor, ContextId, GradeTargetId, PersonId, Platform, PlatformId, PlatformLineItem, ResourceId,
@@ -20,7 +20,6 @@ use serde::Serialize;
 use std::collections::HashMap;
 use time::OffsetDateTime;
 use url::Url;
-use uuid::Uuid;
 
 /// How lmsbridge first learnt of a line item.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -154,19 +153,6 @@ impl TryFrom<Row> for StoredLineItem {
             deleted_at: r.deleted_at,
         })
     }
-}
-
-/// The id of the grade target at `location` on `platform`: the same UUIDv8 over SHA-256 of
-/// the platform identity that launch recording derives, so that a line item the product
-/// created and the same line item arriving in a launch's claim are one row under one id.
-fn grade_target_id(platform: PlatformId, location: &str) -> GradeTargetId {
-    let material = format!("grade_target\u{1f}{platform}\u{1f}{location}");
-    let digest = sha256_hex(material.as_bytes());
-    let mut bytes = [0u8; 16];
-    for (i, b) in bytes.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&digest[2 * i..2 * i + 2], 16).unwrap_or(0);
-    }
-    GradeTargetId::from_uuid(Uuid::new_v8(bytes))
 }
 
 /// The audit detail of a line item's fields.

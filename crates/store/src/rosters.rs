@@ -12,9 +12,9 @@
 //! its audit entry, and no transaction is open while the platform is asked for a page.
 
 use crate::audit::{NewAuditEntry, builder_for};
-use crate::crypto::sha256_hex;
 use crate::db::BeginWrite;
 use crate::error::StoreError;
+use crate::launch_batch::person_id;
 use crate::tenants::TenantScope;
 use crate::{Store, TenantStore, now_micros};
 use domain::{Actor, ContextId, EnrollmentStatus, PersonId, Platform, PlatformId, Role};
@@ -366,19 +366,6 @@ impl TryFrom<MemberRow> for MemberRecord {
             updated_at: r.updated_at,
         })
     }
-}
-
-/// The id a person gets from their platform identity: the same derivation as a launch's
-/// (`launch_batch`), so that a member read by NRPS before their first launch is the person
-/// that launch finds.
-pub(crate) fn person_id(platform: PlatformId, platform_user_id: &str) -> PersonId {
-    let material = format!("person\u{1f}{platform}\u{1f}{platform_user_id}");
-    let digest = sha256_hex(material.as_bytes());
-    let mut bytes = [0u8; 16];
-    for (i, b) in bytes.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&digest[2 * i..2 * i + 2], 16).unwrap_or(0);
-    }
-    PersonId::from_uuid(Uuid::new_v8(bytes))
 }
 
 /// Keeps the last entry per user id, in first-seen order: one row per person in a
