@@ -142,6 +142,16 @@ impl CheckedConfiguration {
     }
 }
 
+/// Whether a URL's host is a loopback address or `localhost`.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 /// Which platform URLs a registration may follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct UrlPolicy {
@@ -152,6 +162,14 @@ pub struct UrlPolicy {
 }
 
 impl UrlPolicy {
+    /// The policy for a tool served at `public_url`: plain http to loopback only when the tool
+    /// itself is on loopback (a local trial).
+    pub fn for_public_url(public_url: &Url) -> Self {
+        Self {
+            allow_loopback_http: is_loopback(public_url),
+        }
+    }
+
     /// Whether a platform URL is acceptable under this policy.
     pub fn accepts(self, url: &Url) -> bool {
         acceptable_url(url, self.allow_loopback_http)
@@ -161,12 +179,7 @@ impl UrlPolicy {
 fn acceptable_url(url: &Url, allow_loopback_http: bool) -> bool {
     match url.scheme() {
         "https" => url.host().is_some(),
-        "http" if allow_loopback_http => match url.host() {
-            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            None => false,
-        },
+        "http" => allow_loopback_http && is_loopback(url),
         _ => false,
     }
 }

@@ -165,16 +165,6 @@ fn kind_of(config: &CheckedConfiguration) -> PlatformKind {
     }
 }
 
-/// Whether `url` is on a loopback host: a local lmsbridge may register a local platform.
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
 /// The tool as it describes itself to a platform, with per-registration login and launch
 /// URLs so that a platform sharing its issuer with others (hosted Canvas) still resolves.
 fn describe_tool(app: &App, id: PlatformId) -> ToolDescription {
@@ -222,9 +212,7 @@ async fn run(app: &App, params: Option<RegisterParams>) -> Result<Response, Fail
         .as_deref()
         .filter(|u| !u.is_empty())
         .ok_or(Failure::MissingConfiguration)?;
-    let policy = UrlPolicy {
-        allow_loopback_http: is_loopback(&app.settings().public_url),
-    };
+    let policy = UrlPolicy::for_public_url(&app.settings().public_url);
     let config_url = dr::configuration_url(raw_url, policy).map_err(Failure::Platform)?;
     let token = params
         .registration_token

@@ -35,14 +35,7 @@ pub async fn set(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let url = url::Url::parse(&body.url)
         .map_err(|_| ApiError::Invalid("url must be an absolute URL".into()))?;
-    let local = app.settings().public_url.host().is_some_and(|h| match h {
-        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
-        url::Host::Ipv4(ip) => ip.is_loopback(),
-        url::Host::Ipv6(ip) => ip.is_loopback(),
-    });
-    let policy = UrlPolicy {
-        allow_loopback_http: local,
-    };
+    let policy = UrlPolicy::for_public_url(&app.settings().public_url);
     if !policy.accepts(&url) || !url.username().is_empty() || url.password().is_some() {
         return Err(ApiError::Invalid(
             "url must be https (plain http only to a loopback address while lmsbridge itself runs on one)"
