@@ -160,8 +160,17 @@ fn parse_progress<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreErr
     serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| corrupt("progress"))
 }
 
-/// The latest earlier score of a pair: id, given, maximum, actor kind, actor id, state.
-type PreviousScore = (String, Option<f64>, Option<f64>, String, String, String);
+/// The latest earlier score of a pair.
+#[derive(sqlx::FromRow)]
+struct PreviousScore {
+    id: String,
+    score_given: Option<f64>,
+    score_maximum: Option<f64>,
+    actor_kind: String,
+    actor_id: String,
+    state: String,
+    timestamp_micros: i64,
+}
 
 impl TenantStore<'_> {
     /// Queues a score with its audit entry in one transaction. Older queued scores for the
@@ -222,28 +231,22 @@ impl TenantStore<'_> {
                 if ok.is_none() {
                     return Err(StoreError::NotFound);
                 }
-                // Platforms order scores by timestamp: keep it strictly increasing per pair.
-                let last: Option<i64> = sqlx::query_scalar(
-                    "SELECT MAX(timestamp_micros) FROM scores WHERE grade_target_id = $1 AND person_id = $2",
+                // The pair's latest score: a new one is a correction of it (the audit entry keeps
+                // the value it replaces and who set it), and its timestamp must be later, since
+                // platforms order scores by timestamp.
+                let before: Option<PreviousScore> = sqlx::query_as(
+                    "SELECT id, score_given, score_maximum, actor_kind, actor_id, state, timestamp_micros FROM scores \
+                     WHERE grade_target_id = $1 AND person_id = $2 AND tenant_id = $3 \
+                     ORDER BY timestamp_micros DESC LIMIT 1",
                 )
                 .bind(&target_s)
                 .bind(&person_s)
-                .fetch_one(&mut *tx)
+                .bind(&tenant_s)
+                .fetch_optional(&mut *tx)
                 .await?;
-                let timestamp = last.map_or(now, |l| now.max(l + 1));
-                // A score for a pair that already has one is a correction: the audit entry
-                // keeps the value it replaces and who set it.
-                let before: Option<PreviousScore> =
-                    sqlx::query_as(
-                        "SELECT id, score_given, score_maximum, actor_kind, actor_id, state FROM scores \
-                         WHERE grade_target_id = $1 AND person_id = $2 AND tenant_id = $3 \
-                         ORDER BY timestamp_micros DESC LIMIT 1",
-                    )
-                    .bind(&target_s)
-                    .bind(&person_s)
-                    .bind(&tenant_s)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                let timestamp = before
+                    .as_ref()
+                    .map_or(now, |b| now.max(b.timestamp_micros + 1));
                 let superseded: Vec<String> = sqlx::query_scalar(
                     "UPDATE scores SET state = 'superseded', updated_at = $1 \
                      WHERE grade_target_id = $2 AND person_id = $3 AND tenant_id = $4 AND state IN ('queued', 'retrying') \
@@ -281,10 +284,11 @@ impl TenantStore<'_> {
                 let mut entries = Vec::with_capacity(1 + superseded.len());
                 let mut detail = detail.clone();
                 let action = match &before {
-                    Some((before_id, given, maximum, actor_kind, actor_id, state)) => {
+                    Some(b) => {
                         detail["before"] = serde_json::json!({
-                            "score_id": before_id, "score_given": given, "score_maximum": maximum,
-                            "actor": {"kind": actor_kind, "id": actor_id}, "state": state,
+                            "score_id": b.id, "score_given": b.score_given,
+                            "score_maximum": b.score_maximum,
+                            "actor": {"kind": b.actor_kind, "id": b.actor_id}, "state": b.state,
                         });
                         "score.corrected"
                     }
