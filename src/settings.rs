@@ -50,6 +50,8 @@ struct Layered {
     tool_name: Option<String>,
     platform_rate_per_sec: Option<f64>,
     platform_max_concurrency: Option<usize>,
+    platform_rate_budget_low_water: Option<f64>,
+    passback_lease_secs: Option<u64>,
     metrics_token: Option<String>,
 }
 
@@ -70,6 +72,8 @@ const ENV_KEYS: &[&str] = &[
     "tool_name",
     "platform_rate_per_sec",
     "platform_max_concurrency",
+    "platform_rate_budget_low_water",
+    "passback_lease_secs",
     "metrics_token",
 ];
 
@@ -137,6 +141,20 @@ pub fn load(config: Option<&Path>, flags: &SettingsFlags) -> anyhow::Result<Sett
             "platform_max_concurrency must be between 1 and 256"
         );
         s.platform_max_concurrency = c;
+    }
+    if let Some(w) = layered.platform_rate_budget_low_water {
+        anyhow::ensure!(
+            w.is_finite() && (0.0..=100_000.0).contains(&w),
+            "platform_rate_budget_low_water must be between 0 and 100000"
+        );
+        s.platform_rate_budget_low_water = w;
+    }
+    if let Some(l) = layered.passback_lease_secs {
+        anyhow::ensure!(
+            (5..=3600).contains(&l),
+            "passback_lease_secs must be between 5 and 3600"
+        );
+        s.passback_lease_secs = l;
     }
     if let Some(name) = layered.tool_name {
         anyhow::ensure!(

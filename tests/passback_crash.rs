@@ -32,6 +32,7 @@ async fn crash_run(db: Database) {
     let (world, first) = support::setup(
         &db,
         Setup {
+            kind: "lti",
             extra_learners: 2,
             api_line_items: 1,
             no_worker: false,

@@ -28,6 +28,7 @@ async fn every_score_lands_through_throttling_server_errors_and_expiring_tokens(
     let (world, mut serve) = support::setup(
         &db,
         Setup {
+            kind: "lti",
             extra_learners: 10,
             api_line_items: 1,
             no_worker: false,

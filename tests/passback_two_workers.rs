@@ -26,6 +26,7 @@ async fn two_workers_never_send_one_claimed_score_at_once_on_postgres() {
     let (world, _api) = support::setup(
         &db,
         Setup {
+            kind: "lti",
             extra_learners: 4,
             api_line_items: 1,
             no_worker: true,

@@ -417,6 +417,8 @@ pub struct Submission {
 /// What a test sets up: `extra_learners` beyond the two seed learners, each launching both
 /// seeded activities, and `api_line_items` more columns made through the product API.
 pub struct Setup<'a> {
+    /// The platform kind the CLI registers (`lti`, `canvas`, `moodle`).
+    pub kind: &'a str,
     pub extra_learners: usize,
     pub api_line_items: usize,
     /// `serve --no-worker` (workers run as their own processes).
@@ -492,7 +494,7 @@ pub async fn setup(db: &Database, s: Setup<'_>) -> (World, Proc) {
         "--tenant",
         &tenant_id,
         "--kind",
-        "lti",
+        s.kind,
         "--issuer",
         &lms.issuer(),
         "--client-id",

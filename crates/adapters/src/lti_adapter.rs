@@ -259,9 +259,9 @@ impl LmsAdapter for LtiAdapter {
                 .then(|| lti::ags::CanvasSubmission::for_score(&wire)),
             score: wire,
         };
-        let status = self
+        let answer = self
             .ags
-            .post_score(
+            .send_score(
                 &self.ags_auth(&score.platform)?,
                 &LineItemUrl::new(line_item.clone()),
                 &post,
@@ -269,8 +269,8 @@ impl LmsAdapter for LtiAdapter {
             .await
             .map_err(ags_error)?;
         Ok(DeliveryReceipt {
-            status,
-            detail: String::new(),
+            rate_limit_remaining: answer.rate_limit_remaining,
+            ..DeliveryReceipt::new(answer.status, "")
         })
     }
 

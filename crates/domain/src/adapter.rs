@@ -49,11 +49,25 @@ pub struct ScoreDelivery {
 }
 
 /// What the platform said when it accepted a score.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DeliveryReceipt {
     pub status: u16,
     /// The start of the platform's answer, for the admin view.
     pub detail: String,
+    /// What is left of the platform's own rate budget after this request, when it says
+    /// (Canvas's `X-Rate-Limit-Remaining`). The limiter slows down before the budget runs out.
+    pub rate_limit_remaining: Option<f64>,
+}
+
+impl DeliveryReceipt {
+    /// A receipt without a rate budget reading.
+    pub fn new(status: u16, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            detail: detail.into(),
+            rate_limit_remaining: None,
+        }
+    }
 }
 
 /// Why a call to a platform failed, classified for the retry policy.

@@ -266,6 +266,26 @@ const BODY_LIMIT: usize = 8 * 1024 * 1024;
 /// keep a request busy forever.
 pub const MAX_PAGES: usize = 500;
 
+/// A platform's answer to a score post.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoreAnswer {
+    pub status: u16,
+    /// Canvas's `X-Rate-Limit-Remaining`: what is left of its leaky bucket (700 when idle).
+    pub rate_limit_remaining: Option<f64>,
+}
+
+/// Reads `X-Rate-Limit-Remaining`; a value that is not a finite number is ignored.
+pub fn rate_limit_remaining(headers: &http::HeaderMap) -> Option<f64> {
+    headers
+        .get("x-rate-limit-remaining")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+}
+
 impl AgsClient {
     pub fn new(http: reqwest::Client, tokens: TokenClient) -> Self {
         Self {
@@ -287,6 +307,17 @@ impl AgsClient {
         line_item: &LineItemUrl,
         score: &ScorePost,
     ) -> Result<u16, AgsError> {
+        Ok(self.send_score(auth, line_item, score).await?.status)
+    }
+
+    /// Posts a score (§3.4) and reports, beside the status, what the platform says is left of
+    /// its rate budget (Canvas's leaky bucket sends `X-Rate-Limit-Remaining` on every answer).
+    pub async fn send_score(
+        &self,
+        auth: &ServiceAuth,
+        line_item: &LineItemUrl,
+        score: &ScorePost,
+    ) -> Result<ScoreAnswer, AgsError> {
         let url = append_segment(line_item.as_url(), "scores");
         let body = serde_json::to_vec(score)
             .map_err(|_| AgsError::InvalidRequest("the score could not be encoded"))?;
@@ -298,7 +329,10 @@ impl AgsClient {
                     .body(body.clone())
             })
             .await?;
-        Ok(resp.status().as_u16())
+        Ok(ScoreAnswer {
+            status: resp.status().as_u16(),
+            rate_limit_remaining: rate_limit_remaining(resp.headers()),
+        })
     }
 
     /// Sends a request with a token for `scope`; on 401 drops the token and sends once more
@@ -419,6 +453,18 @@ fn next_link(headers: &http::HeaderMap, page_url: &Url) -> Result<Option<Url>, A
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn canvas_rate_budget_is_read_when_it_is_a_number() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(rate_limit_remaining(&h), None);
+        h.insert("x-rate-limit-remaining", "612.75".parse().unwrap());
+        assert_eq!(rate_limit_remaining(&h), Some(612.75));
+        h.insert("x-rate-limit-remaining", "NaN".parse().unwrap());
+        assert_eq!(rate_limit_remaining(&h), None);
+        h.insert("x-rate-limit-remaining", "lots".parse().unwrap());
+        assert_eq!(rate_limit_remaining(&h), None);
+    }
 
     #[test]
     fn timestamps_carry_microseconds() {

@@ -33,8 +33,5 @@ pub(crate) async fn landed_before(
     }
     tracing::info!(score = %score.id, attempt = score.attempts, recorded,
         "the platform already holds the score: an interrupted attempt delivered it");
-    Ok(Ok(DeliveryReceipt {
-        status: 409,
-        detail: ALREADY_DELIVERED.to_owned(),
-    }))
+    Ok(Ok(DeliveryReceipt::new(409, ALREADY_DELIVERED)))
 }

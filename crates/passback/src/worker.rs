@@ -188,7 +188,7 @@ impl Worker {
             Some(adapter) => adapter.send_score(&delivery(&score)).await,
         };
         match &result {
-            Ok(_) => permit.succeeded(),
+            Ok(receipt) => permit.succeeded_with(receipt.rate_limit_remaining),
             Err(DeliveryError::RateLimited { retry_after, .. }) => permit.throttled(*retry_after),
             Err(DeliveryError::Transient {
                 status: Some(503),

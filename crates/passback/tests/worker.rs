@@ -24,10 +24,7 @@ impl LmsAdapter for Scripted {
             .lock()
             .unwrap()
             .pop_front()
-            .unwrap_or(Ok(DeliveryReceipt {
-                status: 200,
-                detail: String::new(),
-            }))
+            .unwrap_or(Ok(DeliveryReceipt::new(200, "")))
     }
     async fn roster_page(&self, _: &RosterRequest) -> Result<RosterPage, DeliveryError> {
         unreachable!("not used by the worker")

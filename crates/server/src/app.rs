@@ -76,6 +76,8 @@ impl AppBuilder {
         worker.limiter.burst = (settings.platform_rate_per_sec / 2.0).max(1.0);
         worker.limiter.max_concurrency = settings.platform_max_concurrency;
         worker.limiter.canvas_max_concurrency = settings.platform_max_concurrency.min(4);
+        worker.limiter.low_water = settings.platform_rate_budget_low_water;
+        worker.lease = Duration::from_secs(settings.passback_lease_secs);
         Self {
             settings,
             http: None,

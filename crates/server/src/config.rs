@@ -53,6 +53,13 @@ pub struct Settings {
     /// Grade passback: most requests in flight to each platform (Canvas: at most 4).
     #[serde(default = "default_platform_concurrency")]
     pub platform_max_concurrency: usize,
+    /// Grade passback: when a platform reports less than this left of its rate budget
+    /// (Canvas's `X-Rate-Limit-Remaining`), halve the requests in flight to it (0: ignore).
+    #[serde(default = "default_rate_budget_low_water")]
+    pub platform_rate_budget_low_water: f64,
+    /// Grade passback: how long a worker owns a claimed score before another may take it.
+    #[serde(default = "default_passback_lease_secs")]
+    pub passback_lease_secs: u64,
     /// When set, `GET /metrics` wants it as a bearer token.
     #[serde(default)]
     pub metrics_token: Option<String>,
@@ -64,6 +71,15 @@ fn default_platform_rate() -> f64 {
 
 fn default_platform_concurrency() -> usize {
     16
+}
+
+fn default_rate_budget_low_water() -> f64 {
+    // Canvas's bucket holds 700 when idle and charges 50 up front for each request in flight.
+    300.0
+}
+
+fn default_passback_lease_secs() -> u64 {
+    60
 }
 
 fn default_tool_name() -> String {
@@ -92,6 +108,8 @@ impl Settings {
             tool_name: default_tool_name(),
             platform_rate_per_sec: default_platform_rate(),
             platform_max_concurrency: default_platform_concurrency(),
+            platform_rate_budget_low_water: default_rate_budget_low_water(),
+            passback_lease_secs: default_passback_lease_secs(),
             metrics_token: None,
         }
     }

@@ -18,7 +18,7 @@ pub use browser::{Browser, BrowserError, Page};
 pub use classroom::{SimulatedClassroom, SpawnedClassroom};
 pub use html::{Form, Link};
 pub use platform::{
-    FaultKind, Faults, GradebookEntry, LmsBehaviour, LmsConfig, LmsError, RateLimit, RecordedScore,
-    RegistrationStyle, RejectReason, ScoreRequestRecord, SimCourse, SimLineItem, SimResource,
-    SimUser, SimulatedLms, SpawnedLms, Stats, ToolRegistration,
+    CanvasBucket, FaultKind, Faults, GradebookEntry, LmsBehaviour, LmsConfig, LmsError, RateLimit,
+    RecordedScore, RegistrationStyle, RejectReason, ScoreRequestRecord, SimCourse, SimLineItem,
+    SimResource, SimUser, SimulatedLms, SpawnedLms, Stats, ToolRegistration,
 };

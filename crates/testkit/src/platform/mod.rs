@@ -13,6 +13,7 @@
 
 mod ags;
 mod auth;
+mod canvas_bucket;
 mod data;
 mod deep_linking;
 mod faults;
@@ -26,6 +27,7 @@ mod stats;
 mod throttle;
 mod token;
 
+pub use canvas_bucket::CanvasBucket;
 pub use data::{GradebookEntry, RecordedScore, SimCourse, SimLineItem, SimResource, SimUser};
 pub use faults::{FaultKind, Faults};
 pub use moodle::LmsBehaviour;
@@ -135,6 +137,8 @@ struct Inner {
     received: received::ScoreLog,
     /// The service endpoints' rate limit (throttle.rs).
     throttle: throttle::Throttle,
+    /// Canvas's leaky bucket over the service endpoints (canvas_bucket.rs).
+    canvas_bucket: canvas_bucket::Bucket,
     state: Mutex<State>,
     stats: Mutex<Stats>,
 }
@@ -231,6 +235,7 @@ impl SimulatedLms {
                 faults: Faults::default(),
                 received: received::ScoreLog::default(),
                 throttle: throttle::Throttle::default(),
+                canvas_bucket: canvas_bucket::Bucket::default(),
                 state: Mutex::new(State {
                     line_items,
                     next_line_item,
@@ -307,6 +312,10 @@ impl SimulatedLms {
             .route_layer(axum::middleware::from_fn_with_state(
                 self.clone(),
                 throttle::limit,
+            ))
+            .route_layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                canvas_bucket::limit,
             ));
         Router::new()
             .route("/", get(pages::home))
