@@ -59,7 +59,7 @@ impl Harness {
         };
         let (lms, lms_server) = SimulatedLms::spawn_with(tool.clone(), |c| LmsConfig {
             behaviour: LmsBehaviour::Moodle,
-            extra_users: ["m-1", "m-2", "m-3", "m-4"].map(learner).to_vec(),
+            extra_users: ["m-1", "m-2", "m-3", "m-4", "m-5"].map(learner).to_vec(),
             ..c
         })
         .await
@@ -397,11 +397,65 @@ async fn a_score_above_the_maximum_is_capped_by_moodle(h: &Harness) {
     assert_eq!(received[0].score_given, Some(12.0));
 }
 
+/// (d) `GET /api/v1/scores/{id}` says, in `status`, what a product shows: the attempt count
+/// and next attempt time of a score being retried, the platform's answer to a delivered one,
+/// the platform's reason for a dead one.
+async fn the_state_reads_as_a_product_shows_it(h: &Harness) {
+    use time::OffsetDateTime;
+    use time::format_description::well_known::Rfc3339;
+    let pair = h.launch("m-5", "resource-1").await;
+    h.lms.faults().fail_next_scores(
+        1,
+        testkit::FaultKind::TooManyRequests {
+            retry_after_secs: 3,
+        },
+    );
+    let id = h.score(&pair, Some(6.0), "FullyGraded").await;
+    let retrying = h.until_state(&id, "retrying").await;
+    let status = &retrying["status"];
+    assert_eq!(status["state"], "retrying", "{retrying:#}");
+    assert_eq!(status["attempts"], 1);
+    assert_eq!(status["last_platform_status"], 429);
+    let next = OffsetDateTime::parse(status["next_attempt_at"].as_str().unwrap(), &Rfc3339)
+        .expect("an RFC 3339 time");
+    assert!(
+        next >= OffsetDateTime::now_utc() + time::Duration::seconds(1),
+        "not before the Retry-After: {next}"
+    );
+    let delivered = h.until_state(&id, "delivered").await;
+    let status = &delivered["status"];
+    assert_eq!(status["platform_status"], 200, "{delivered:#}");
+    assert_eq!(status["attempts"], 2);
+    OffsetDateTime::parse(status["delivered_at"].as_str().unwrap(), &Rfc3339)
+        .expect("an RFC 3339 time");
+
+    h.lms
+        .faults()
+        .fail_next_scores(1, testkit::FaultKind::ConcludedCourse422);
+    let id = h.score(&pair, Some(7.0), "FullyGraded").await;
+    let dead = h.until_state(&id, "dead").await;
+    let status = &dead["status"];
+    assert_eq!(status["platform_status"], 422, "{dead:#}");
+    assert_eq!(
+        status["attempts"], 1,
+        "a refusal retrying cannot fix is not retried"
+    );
+    assert!(
+        status["reason"]
+            .as_str()
+            .unwrap()
+            .contains("course has concluded"),
+        "the platform's own reason: {status:#}"
+    );
+    assert!(status["replay"].as_str().unwrap().contains(&id));
+}
+
 async fn walk(database_url: Option<String>) {
     let h = Harness::start(database_url).await;
     progress_after_a_final_grade_is_held(&h).await;
     a_score_refused_as_stale_is_restamped_and_lands(&h).await;
     a_score_above_the_maximum_is_capped_by_moodle(&h).await;
+    the_state_reads_as_a_product_shows_it(&h).await;
     h.stop().await;
 }
 

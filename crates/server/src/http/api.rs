@@ -194,7 +194,63 @@ pub async fn get_score(
         .await?
         .ok_or(ApiError::NotFound("not_found"))?;
     let attempts = tenant.score_attempts(id).await?;
+    let status = delivery_status(&record, &attempts);
     let mut v = serde_json::to_value(record).map_err(|e| ApiError::Internal(e.into()))?;
+    v["status"] = status;
     v["attempt_log"] = serde_json::to_value(attempts).map_err(|e| ApiError::Internal(e.into()))?;
     Ok(Json(v))
+}
+
+/// The state in words a product shows as is: what the platform answered for a delivered
+/// score, the attempt count and next attempt time of one being retried, the reason of a
+/// dead one. Times in RFC 3339 (the record's own fields are microseconds since the epoch).
+fn delivery_status(
+    record: &store::ScoreRecord,
+    attempts: &[store::ScoreAttempt],
+) -> serde_json::Value {
+    use domain::ScoreState;
+    use serde_json::json;
+    let at = |micros: Option<i64>| {
+        micros
+            .and_then(|m| {
+                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(m) * 1_000).ok()
+            })
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+    };
+    let last = attempts.iter().max_by_key(|a| a.attempt);
+    match record.state {
+        ScoreState::Queued => json!({"state": "queued", "attempts": record.attempts}),
+        ScoreState::Sending => json!({"state": "sending", "attempts": record.attempts}),
+        ScoreState::Retrying => json!({
+            "state": "retrying",
+            "attempts": record.attempts,
+            "next_attempt_at": at(record.next_attempt_at),
+            "last_error": record.last_error,
+            "last_platform_status": record.last_status,
+        }),
+        ScoreState::Delivered => json!({
+            "state": "delivered",
+            "attempts": record.attempts,
+            "delivered_at": at(record.delivered_at),
+            "platform_status": record.last_status.or(last.and_then(|a| a.status)),
+            "platform_answer": last.and_then(|a| a.detail.clone()).filter(|d| !d.is_empty()),
+        }),
+        ScoreState::Dead => json!({
+            "state": "dead",
+            "attempts": record.attempts,
+            "reason": record.last_error,
+            "platform_status": record.last_status,
+            "replay": format!("POST /api/v1/scores/{}/replay once the cause is fixed", record.id),
+        }),
+        ScoreState::Superseded => json!({
+            "state": "superseded",
+            "reason": record.last_error.clone().unwrap_or_else(|| {
+                "a newer score for the same grade target and person was queued before this one was sent".into()
+            }),
+        }),
+        ScoreState::Held => json!({"state": "held", "reason": record.last_error}),
+    }
 }

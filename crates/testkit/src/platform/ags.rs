@@ -126,6 +126,13 @@ fn fault_response(kind: FaultKind) -> Response {
             "403 Forbidden (Rate Limit Exceeded)",
         )
             .into_response(),
+        FaultKind::ConcludedCourse422 => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(json!({"errors": [{"message":
+                "This course has concluded. AGS requests will no longer be accepted for this course."
+            }]})),
+        )
+            .into_response(),
     }
 }
 

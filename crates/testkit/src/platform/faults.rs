@@ -19,6 +19,8 @@ pub enum FaultKind {
     ServerError,
     /// Canvas's legacy throttle: 403 with the body `403 Forbidden (Rate Limit Exceeded)`.
     RateLimit403,
+    /// A refusal retrying cannot fix: Canvas's 422 for a score in a concluded course.
+    ConcludedCourse422,
 }
 
 #[derive(Debug, Default)]
