@@ -21,6 +21,7 @@ mod catalog;
 pub mod crypto;
 mod error;
 mod expiry;
+pub mod google_addons;
 pub mod google;
 pub mod keys;
 mod launch_batch;
