@@ -52,6 +52,8 @@ struct Layered {
     platform_max_concurrency: Option<usize>,
     platform_rate_budget_low_water: Option<f64>,
     passback_lease_secs: Option<u64>,
+    passback_max_attempts: Option<i64>,
+    passback_give_up_hours: Option<u64>,
     metrics_token: Option<String>,
 }
 
@@ -74,6 +76,8 @@ const ENV_KEYS: &[&str] = &[
     "platform_max_concurrency",
     "platform_rate_budget_low_water",
     "passback_lease_secs",
+    "passback_max_attempts",
+    "passback_give_up_hours",
     "metrics_token",
 ];
 
@@ -156,6 +160,20 @@ pub fn load(config: Option<&Path>, flags: &SettingsFlags) -> anyhow::Result<Sett
         );
         s.passback_lease_secs = l;
     }
+    if let Some(n) = layered.passback_max_attempts {
+        anyhow::ensure!(
+            (1..=1000).contains(&n),
+            "passback_max_attempts must be between 1 and 1000"
+        );
+        s.passback_max_attempts = n;
+    }
+    if let Some(h) = layered.passback_give_up_hours {
+        anyhow::ensure!(
+            (1..=24 * 90).contains(&h),
+            "passback_give_up_hours must be between 1 and 2160 (90 days)"
+        );
+        s.passback_give_up_hours = h;
+    }
     if let Some(name) = layered.tool_name {
         anyhow::ensure!(
             !name.trim().is_empty() && name.len() <= 100,
@@ -215,6 +233,30 @@ mod tests {
         assert!(load(Some(&dir.join("missing.toml")), &flags).is_err());
         std::fs::write(&file, "clock_skew_secs = 99999\n").unwrap();
         assert!(load(Some(&file), &SettingsFlags::default()).is_err());
+        std::fs::write(
+            &file,
+            "passback_lease_secs = 120\npassback_max_attempts = 7\npassback_give_up_hours = 12\nplatform_rate_budget_low_water = 0\n",
+        )
+        .unwrap();
+        let s = load(Some(&file), &SettingsFlags::default()).unwrap();
+        assert_eq!(
+            (
+                s.passback_lease_secs,
+                s.passback_max_attempts,
+                s.passback_give_up_hours,
+                s.platform_rate_budget_low_water
+            ),
+            (120, 7, 12, 0.0)
+        );
+        for bad in [
+            "passback_lease_secs = 1",
+            "passback_max_attempts = 0",
+            "passback_give_up_hours = 0",
+            "platform_rate_budget_low_water = -5",
+        ] {
+            std::fs::write(&file, format!("{bad}\n")).unwrap();
+            assert!(load(Some(&file), &SettingsFlags::default()).is_err(), "{bad}");
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

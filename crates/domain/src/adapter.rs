@@ -30,6 +30,12 @@ pub enum TargetLocation {
         course_id: String,
         course_work_id: String,
     },
+    /// A Classroom add-on attachment: `pointsEarned` on the student's attachment submission.
+    ClassroomAddOnAttachment {
+        course_id: String,
+        item_id: String,
+        attachment_id: String,
+    },
 }
 
 /// One score, resolved to platform identifiers, ready to send.

@@ -215,6 +215,13 @@ pub enum GradeTargetLocation {
         course_id: String,
         course_work_id: String,
     },
+    /// A Classroom add-on attachment on a post (`itemId`), graded through its
+    /// `addOnAttachments.studentSubmissions` with `pointsEarned`.
+    ClassroomAddOnAttachment {
+        course_id: String,
+        item_id: String,
+        attachment_id: String,
+    },
 }
 
 /// A gradebook column in some context.

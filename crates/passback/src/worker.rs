@@ -303,6 +303,15 @@ fn delivery(score: &ClaimedScore) -> ScoreDelivery {
                 course_id: course_id.clone(),
                 course_work_id: course_work_id.clone(),
             },
+            GradeTargetLocation::ClassroomAddOnAttachment {
+                course_id,
+                item_id,
+                attachment_id,
+            } => TargetLocation::ClassroomAddOnAttachment {
+                course_id: course_id.clone(),
+                item_id: item_id.clone(),
+                attachment_id: attachment_id.clone(),
+            },
         },
         platform_user_id: score.platform_user_id.clone(),
         score_given: score.score_given,

@@ -78,6 +78,8 @@ impl AppBuilder {
         worker.limiter.canvas_max_concurrency = settings.platform_max_concurrency.min(4);
         worker.limiter.low_water = settings.platform_rate_budget_low_water;
         worker.lease = Duration::from_secs(settings.passback_lease_secs);
+        worker.max_attempts = settings.passback_max_attempts;
+        worker.max_age = Duration::from_secs(settings.passback_give_up_hours * 3600);
         Self {
             settings,
             http: None,

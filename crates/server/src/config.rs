@@ -60,6 +60,12 @@ pub struct Settings {
     /// Grade passback: how long a worker owns a claimed score before another may take it.
     #[serde(default = "default_passback_lease_secs")]
     pub passback_lease_secs: u64,
+    /// Grade passback: a score still failing after this many attempts is dead.
+    #[serde(default = "default_passback_max_attempts")]
+    pub passback_max_attempts: i64,
+    /// Grade passback: a score still failing this many hours after it was queued is dead.
+    #[serde(default = "default_passback_give_up_hours")]
+    pub passback_give_up_hours: u64,
     /// When set, `GET /metrics` wants it as a bearer token.
     #[serde(default)]
     pub metrics_token: Option<String>,
@@ -80,6 +86,14 @@ fn default_rate_budget_low_water() -> f64 {
 
 fn default_passback_lease_secs() -> u64 {
     60
+}
+
+fn default_passback_max_attempts() -> i64 {
+    25
+}
+
+fn default_passback_give_up_hours() -> u64 {
+    72
 }
 
 fn default_tool_name() -> String {
@@ -110,6 +124,8 @@ impl Settings {
             platform_max_concurrency: default_platform_concurrency(),
             platform_rate_budget_low_water: default_rate_budget_low_water(),
             passback_lease_secs: default_passback_lease_secs(),
+            passback_max_attempts: default_passback_max_attempts(),
+            passback_give_up_hours: default_passback_give_up_hours(),
             metrics_token: None,
         }
     }

@@ -415,6 +415,19 @@ impl TryFrom<ClaimRow> for ClaimedScore {
                     course_work_id: course_work_id.to_owned(),
                 }
             }
+            crate::google_addons::ADD_ON_TARGET_KIND => {
+                let mut parts = r.location.splitn(3, '/');
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some(course_id), Some(item_id), Some(attachment_id)) => {
+                        GradeTargetLocation::ClassroomAddOnAttachment {
+                            course_id: course_id.to_owned(),
+                            item_id: item_id.to_owned(),
+                            attachment_id: attachment_id.to_owned(),
+                        }
+                    }
+                    _ => return Err(corrupt("location")),
+                }
+            }
             _ => return Err(corrupt("target kind")),
         };
         Ok(Self {
