@@ -55,6 +55,8 @@ struct Layered {
     passback_max_attempts: Option<i64>,
     passback_give_up_hours: Option<u64>,
     metrics_token: Option<String>,
+    moodle_timestamp_window_secs: Option<i64>,
+    moodle_reconcile_interval_secs: Option<i64>,
 }
 
 const ENV_KEYS: &[&str] = &[
@@ -79,6 +81,8 @@ const ENV_KEYS: &[&str] = &[
     "passback_max_attempts",
     "passback_give_up_hours",
     "metrics_token",
+    "moodle_timestamp_window_secs",
+    "moodle_reconcile_interval_secs",
 ];
 
 /// The default listen address.
@@ -180,6 +184,20 @@ pub fn load(config: Option<&Path>, flags: &SettingsFlags) -> anyhow::Result<Sett
             "tool_name must be 1 to 100 characters"
         );
         s.tool_name = name;
+    }
+    if let Some(w) = layered.moodle_timestamp_window_secs {
+        anyhow::ensure!(
+            (1..=3600).contains(&w),
+            "moodle_timestamp_window_secs must be between 1 and 3600"
+        );
+        s.moodle_timestamp_window_secs = w;
+    }
+    if let Some(i) = layered.moodle_reconcile_interval_secs {
+        anyhow::ensure!(
+            i == 0 || (60..=7 * 86_400).contains(&i),
+            "moodle_reconcile_interval_secs must be 0 (off) or between 60 and 604800"
+        );
+        s.moodle_reconcile_interval_secs = i;
     }
     anyhow::ensure!(
         (0..=3600).contains(&s.clock_skew_secs),

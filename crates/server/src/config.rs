@@ -69,6 +69,21 @@ pub struct Settings {
     /// When set, `GET /metrics` wants it as a bearer token.
     #[serde(default)]
     pub metrics_token: Option<String>,
+    /// Moodle plugin requests signed further than this from our clock are refused, seconds.
+    #[serde(default = "default_moodle_timestamp_window")]
+    pub moodle_timestamp_window_secs: i64,
+    /// How often each paired Moodle site with a web service token is reconciled, seconds
+    /// (0: only by `lmsbridge moodle reconcile`).
+    #[serde(default = "default_moodle_reconcile_interval")]
+    pub moodle_reconcile_interval_secs: i64,
+}
+
+fn default_moodle_timestamp_window() -> i64 {
+    300
+}
+
+fn default_moodle_reconcile_interval() -> i64 {
+    3600
 }
 
 fn default_platform_rate() -> f64 {
@@ -127,6 +142,8 @@ impl Settings {
             passback_max_attempts: default_passback_max_attempts(),
             passback_give_up_hours: default_passback_give_up_hours(),
             metrics_token: None,
+            moodle_timestamp_window_secs: default_moodle_timestamp_window(),
+            moodle_reconcile_interval_secs: default_moodle_reconcile_interval(),
         }
     }
 
