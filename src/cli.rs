@@ -87,6 +87,59 @@ pub enum Command {
         #[command(subcommand)]
         command: ScoresCommand,
     },
+    /// Pair Moodle sites running the lmsbridge plugin, and reconcile with them
+    Moodle {
+        #[command(subcommand)]
+        command: MoodleCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MoodleCommand {
+    /// Pair a Moodle site with its LTI 1.3 platform registration: prints the site id and
+    /// secret (shown once) to paste into the plugin's settings
+    Pair {
+        #[arg(long)]
+        tenant: TenantId,
+        /// The Moodle platform registered for LTI 1.3 in this tenant
+        #[arg(long)]
+        platform: PlatformId,
+        /// The Moodle site's address (its wwwroot)
+        #[arg(long)]
+        site_url: Url,
+        /// A file holding the web service token reconciliation uses (optional)
+        #[arg(long, value_name = "PATH")]
+        ws_token_file: Option<PathBuf>,
+        #[command(flatten)]
+        flags: SettingsFlags,
+    },
+    /// List a tenant's paired Moodle sites
+    Sites {
+        #[arg(long)]
+        tenant: TenantId,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbFlags,
+    },
+    /// End a pairing: the site's requests are refused from now on
+    Unpair {
+        #[arg(long)]
+        tenant: TenantId,
+        #[arg(long)]
+        site: String,
+        #[command(flatten)]
+        db: DbFlags,
+    },
+    /// Read what events missed from the plugin's web service functions now
+    Reconcile {
+        #[arg(long)]
+        tenant: TenantId,
+        #[arg(long)]
+        site: String,
+        #[command(flatten)]
+        db: DbFlags,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -384,6 +437,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Platform { command } => platform(config, command).await,
         Command::Deployment { command } => deployment(config, command).await,
         Command::Keys { command } => keys(config, command).await,
+        Command::Moodle { command } => moodle(config, command).await,
         Command::Scores {
             command:
                 ScoresCommand::Retry {
@@ -857,6 +911,124 @@ async fn deployment(
             for d in list {
                 println!("{}  {}", d.deployment_id, d.status.as_str());
             }
+            Ok(())
+        }
+    }
+}
+
+fn moodle_site(s: &str) -> anyhow::Result<store::MoodleSiteId> {
+    store::MoodleSiteId::parse(s).ok_or_else(|| {
+        anyhow::anyhow!("--site must be a site id as `moodle pair` printed it (ms_…)")
+    })
+}
+
+async fn moodle(config: Option<&std::path::Path>, command: MoodleCommand) -> anyhow::Result<()> {
+    match command {
+        MoodleCommand::Pair {
+            tenant,
+            platform,
+            site_url,
+            ws_token_file,
+            flags,
+        } => {
+            let settings = load(config, &flags)?;
+            let ws_token = ws_token_file
+                .map(|f| {
+                    std::fs::read_to_string(&f)
+                        .with_context(|| {
+                            format!("reading the web service token from {}", f.display())
+                        })
+                        .map(|t| t.trim().to_owned())
+                })
+                .transpose()?;
+            let master = server::master_key::load_or_create(
+                settings.master_key.as_deref(),
+                &settings.data_dir,
+            )?;
+            let store = open_store(&settings).await?;
+            let scope = tenant_scope(&store, tenant).await?;
+            let paired = store
+                .tenant(&scope)
+                .pair_moodle_site(
+                    platform,
+                    &site_url,
+                    ws_token.as_deref(),
+                    &master,
+                    &operator(),
+                )
+                .await
+                .map_err(|e| match e {
+                    store::StoreError::NotFound => {
+                        anyhow::anyhow!("tenant {tenant} has no platform {platform}")
+                    }
+                    other => anyhow::Error::from(other).context("pairing the Moodle site"),
+                })?;
+            print_json(&json!({
+                "lmsbridge_url": settings.public(""),
+                "events_url": settings.public("moodle/events"),
+                "site_id": paired.site.id,
+                "secret": paired.secret.secret(),
+                "platform_id": paired.site.platform_id,
+                "site_url": paired.site.site_url,
+                "ws_token": paired.site.has_ws_token,
+            }))
+        }
+        MoodleCommand::Sites { tenant, json, db } => {
+            let store = open_store(&load(config, &(&db).into())?).await?;
+            let scope = tenant_scope(&store, tenant).await?;
+            let sites = store.tenant(&scope).moodle_sites().await?;
+            if json {
+                return print_json(&sites);
+            }
+            for s in sites {
+                println!(
+                    "{}  platform={}  {}  last_seq={}{}",
+                    s.id,
+                    s.platform_id,
+                    s.site_url,
+                    s.last_seq,
+                    if s.has_ws_token { "  (reconciles)" } else { "" }
+                );
+            }
+            Ok(())
+        }
+        MoodleCommand::Unpair { tenant, site, db } => {
+            let site = moodle_site(&site)?;
+            let store = open_store(&load(config, &(&db).into())?).await?;
+            let scope = tenant_scope(&store, tenant).await?;
+            store
+                .tenant(&scope)
+                .unpair_moodle_site(&site, &operator())
+                .await
+                .map_err(|e| match e {
+                    store::StoreError::NotFound => {
+                        anyhow::anyhow!("tenant {tenant} has no paired site {site}")
+                    }
+                    other => other.into(),
+                })?;
+            print_json(&json!({"site_id": site, "paired": false}))
+        }
+        MoodleCommand::Reconcile { tenant, site, db } => {
+            let site = moodle_site(&site)?;
+            let settings = load(config, &(&db).into())?;
+            let master = server::master_key::load_or_create(
+                settings.master_key.as_deref(),
+                &settings.data_dir,
+            )?;
+            let store = open_store(&settings).await?;
+            let scope = tenant_scope(&store, tenant).await?;
+            let reconciler = server::moodle_reconcile::MoodleReconciler::new(
+                store,
+                reqwest::Client::builder()
+                    .connect_timeout(std::time::Duration::from_secs(5))
+                    .timeout(std::time::Duration::from_secs(60))
+                    .build()?,
+                master,
+            );
+            let report = reconciler.reconcile_site(&scope, &site).await?;
+            let failed = report.courses.iter().filter(|c| c.error.is_some()).count();
+            print_json(&report)?;
+            anyhow::ensure!(failed == 0, "{failed} course(s) could not be reconciled");
             Ok(())
         }
     }

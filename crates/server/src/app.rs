@@ -204,12 +204,23 @@ impl App {
 
     /// Background upkeep: reload keys (rotation by another instance), sweep expired states.
     pub async fn maintain(self, mut shutdown: watch::Receiver<bool>) {
+        // Moodle reconciliation waits on Moodle sites, so it runs beside the upkeep below.
+        let moodle = tokio::spawn(crate::moodle_reconcile::run_periodically(
+            crate::moodle_reconcile::MoodleReconciler::new(
+                self.0.store.clone(),
+                self.0.http.clone(),
+                self.0.master.clone(),
+            ),
+            self.0.settings.moodle_reconcile_interval_secs,
+            shutdown.clone(),
+        ));
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => {
                     self.0.rosters.stop();
+                    moodle.abort();
                     return;
                 }
             }

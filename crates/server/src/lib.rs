@@ -9,6 +9,7 @@ mod http;
 pub mod keyring;
 mod launch_batcher;
 pub mod master_key;
+pub mod moodle_reconcile;
 mod registrations;
 pub mod roster_sync;
 

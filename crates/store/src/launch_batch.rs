@@ -219,6 +219,22 @@ pub(crate) fn person_id(platform: PlatformId, platform_user_id: &str) -> PersonI
     ))
 }
 
+/// The id a context gets from its platform identity (LTI context id; Moodle's course id).
+pub(crate) fn context_id(platform: PlatformId, platform_context_id: &str) -> ContextId {
+    ContextId::from_uuid(derived(
+        "context",
+        &[&platform.to_string(), platform_context_id],
+    ))
+}
+
+/// The id a resource link gets within its context (Moodle: the LTI instance id).
+pub(crate) fn resource_id(context: ContextId, platform_resource_id: &str) -> ResourceId {
+    ResourceId::from_uuid(derived(
+        "resource",
+        &[&context.to_string(), platform_resource_id],
+    ))
+}
+
 /// The id of the grade target at `location` (a line item URL) on `platform`.
 pub(crate) fn grade_target_id(platform: PlatformId, location: &str) -> GradeTargetId {
     GradeTargetId::from_uuid(derived("grade_target", &[&platform.to_string(), location]))

@@ -28,6 +28,7 @@ mod launch_batch;
 mod launches;
 mod line_items;
 mod metrics;
+mod moodle_events;
 mod platforms;
 mod registrations;
 pub mod rosters;
@@ -49,6 +50,12 @@ pub use launch_batch::{BatchOutcome, LAST_SEEN_RESOLUTION_MICROS, LaunchRefusal,
 pub use launches::{LaunchContext, LaunchPerson, NewLaunch, RecordedLaunch};
 pub use line_items::{LineItemContainer, LineItemOrigin, StoredLineItem};
 pub use metrics::{LATENCY_BUCKETS_MS, PassbackFigures};
+pub use moodle_events::{
+    KnownMoodleEnrolment, MoodleBatchOutcome, MoodleEnrolStatus, MoodleEvent, MoodleEventData,
+    MoodleEventName, MoodleEventSource, MoodleProgress, MoodleReconcileTarget, MoodleSecret,
+    MoodleSite, MoodleSiteId, MoodleSiteKey, PairedMoodleSite, RECONCILED_ENROL, RejectedEvent,
+    moodle_context_id, moodle_person_id, moodle_role,
+};
 pub use platforms::{NewPlatform, PlatformRegistration};
 pub use registrations::{InviteSummary, NewDynamicPlatform, RegistrationInvite};
 pub use rosters::{

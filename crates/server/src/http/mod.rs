@@ -11,6 +11,7 @@ mod login_state;
 mod lti;
 mod members;
 mod metrics;
+mod moodle_events;
 mod ops;
 mod register;
 mod replay;
@@ -83,6 +84,8 @@ pub fn router(app: App) -> Router {
         // gets the larger limit below.
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .route("/api/v1/scores:batch", post(scores_batch::submit_batch))
+        // The Moodle plugin's batches (at most 1 MiB) are read and bounded by the handler.
+        .route("/moodle/events", post(moodle_events::receive))
         .with_state(app);
     with_middleware(routes)
 }

@@ -50,7 +50,10 @@ pub async fn set(
     Ok(Json(serde_json::json!({
         "url": url,
         "secret": secret,
-        "events": ["score.delivered", "score.dead", "score.held"],
+        "events": [
+            "score.delivered", "score.dead", "score.held",
+            "enrollment.changed", "course.completed", "activity.completed", "grade.overridden",
+        ],
         "signature": "Lmsbridge-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, \"<t>.<body>\")>",
     })))
 }
