@@ -15,6 +15,7 @@ final class response_handler_test extends TestCase {
             'rejected' => [['id' => 'c', 'reason' => 'user_id missing']],
         ]), self::SENT);
         $this->assertSame([1, 2], $plan['delete']);
+        $this->assertSame(1, $plan['duplicates']);
         $this->assertSame([3 => 'rejected by lmsbridge: user_id missing'], $plan['failed']);
         $this->assertSame([4], $plan['unacknowledged']);
     }

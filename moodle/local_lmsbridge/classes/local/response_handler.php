@@ -42,8 +42,9 @@ final class response_handler {
      *
      * @param string $body the answer's body
      * @param array $sent event id => outbox row id, for the events of the request
-     * @return array|null ['delete' => int[], 'failed' => [row id => reason], 'unacknowledged' => int[]],
-     *                    or null when the body is not the contract's answer
+     * @return array|null ['delete' => int[], 'duplicates' => int (how many of delete were stored before),
+     *                    'failed' => [row id => reason], 'unacknowledged' => int[]], or null when the body is
+     *                    not the contract's answer
      */
     public static function interpret(string $body, array $sent): ?array {
         $answer = json_decode($body, true);
@@ -62,9 +63,13 @@ final class response_handler {
             }
         }
         $done = [];
-        foreach (array_merge($answer['accepted'], $answer['duplicates']) as $id) {
-            if (is_string($id) && isset($sent[$id])) {
-                $done[$id] = (int)$sent[$id];
+        $duplicates = 0;
+        foreach (['accepted', 'duplicates'] as $key) {
+            foreach ($answer[$key] as $id) {
+                if (is_string($id) && isset($sent[$id]) && !isset($done[$id])) {
+                    $done[$id] = (int)$sent[$id];
+                    $duplicates += $key === 'duplicates' ? 1 : 0;
+                }
             }
         }
         $failed = [];
@@ -85,6 +90,7 @@ final class response_handler {
                 $unacknowledged[] = (int)$rowid;
             }
         }
-        return ['delete' => array_values($done), 'failed' => $failed, 'unacknowledged' => $unacknowledged];
+        return ['delete' => array_values($done), 'duplicates' => $duplicates, 'failed' => $failed,
+            'unacknowledged' => $unacknowledged];
     }
 }

@@ -93,7 +93,8 @@ final class sender {
      * Sends what is due.
      *
      * @param int $now unix seconds
-     * @return array counts (requests, sent, accepted, failed, retried, untouched), success (an
+     * @return array counts (requests, sent, accepted (stored now or before), duplicates (stored before),
+     *               failed, retried), success (an
      *               answer listed events), stopped (a whole request failed), error (the last one)
      */
     public function run(int $now): array {
@@ -102,6 +103,7 @@ final class sender {
             'requests' => 0,
             'sent' => 0,
             'accepted' => 0,
+            'duplicates' => 0,
             'failed' => 0,
             'retried' => 0,
             'success' => false,
@@ -165,6 +167,7 @@ final class sender {
                 }
                 $this->outbox->delete($plan['delete']);
                 $this->report['accepted'] += count($plan['delete']);
+                $this->report['duplicates'] += $plan['duplicates'];
                 foreach ($plan['failed'] as $id => $reason) {
                     $this->fail([$id], $reason);
                 }
