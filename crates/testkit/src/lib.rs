@@ -12,11 +12,13 @@
 pub mod browser;
 pub mod classroom;
 pub mod html;
+pub mod moodle_ws;
 mod platform;
 
 pub use browser::{Browser, BrowserError, Page};
 pub use classroom::{SimulatedClassroom, SpawnedClassroom};
 pub use html::{Form, Link};
+pub use moodle_ws::SpawnedMoodleWs;
 pub use platform::{
     CanvasBucket, FaultKind, Faults, GradebookEntry, LmsBehaviour, LmsConfig, LmsError, RateLimit,
     RecordedScore, RegistrationStyle, RejectReason, ScoreRequestRecord, SimCourse, SimLineItem,
