@@ -724,6 +724,27 @@ impl TenantStore<'_> {
         Ok(n == 1)
     }
 
+    /// Sets what was done about a recorded push message.
+    pub async fn set_push_event_outcome(
+        &self,
+        platform: PlatformId,
+        message_id: &str,
+        outcome: &str,
+    ) -> Result<(), StoreError> {
+        on_db!(self.db, |pool| {
+            sqlx::query(
+                "UPDATE google_push_events SET outcome = $1 WHERE tenant_id = $2 AND platform_id = $3 AND message_id = $4",
+            )
+            .bind(outcome)
+            .bind(self.scope.tenant_id().to_string())
+            .bind(platform.to_string())
+            .bind(message_id)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
     /// This tenant's push messages, newest first.
     pub async fn push_events(&self, limit: u32) -> Result<Vec<PushEvent>, StoreError> {
         let rows: Vec<EventRow> = on_db!(self.db, |pool| {
