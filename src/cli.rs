@@ -87,6 +87,13 @@ pub enum Command {
         #[command(subcommand)]
         command: ScoresCommand,
     },
+    /// Write the Moodle plugin (local_lmsbridge) as DIR/local_lmsbridge.zip, ready for Moodle's
+    /// Site administration > Plugins > Install plugins
+    MoodlePlugin {
+        /// Directory to write the zip into (created if missing)
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Pair Moodle sites running the lmsbridge plugin, and reconcile with them
     Moodle {
         #[command(subcommand)]
@@ -437,6 +444,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Platform { command } => platform(config, command).await,
         Command::Deployment { command } => deployment(config, command).await,
         Command::Keys { command } => keys(config, command).await,
+        Command::MoodlePlugin { out } => {
+            let path = crate::moodle_plugin::write_zip(&out)
+                .with_context(|| format!("cannot write the plugin zip into {}", out.display()))?;
+            print_json(&json!({
+                "path": path,
+                "plugin": "local_lmsbridge",
+                "folder": crate::moodle_plugin::PLUGIN_FOLDER,
+                "files": crate::moodle_plugin::FILES.len(),
+            }))
+        }
         Command::Moodle { command } => moodle(config, command).await,
         Command::Scores {
             command:
