@@ -54,6 +54,11 @@ struct Layered {
     passback_lease_secs: Option<u64>,
     passback_max_attempts: Option<i64>,
     passback_give_up_hours: Option<u64>,
+    google_authorization_url: Option<Url>,
+    google_token_url: Option<Url>,
+    google_revocation_url: Option<Url>,
+    google_userinfo_url: Option<Url>,
+    google_classroom_api_url: Option<Url>,
     metrics_token: Option<String>,
     moodle_timestamp_window_secs: Option<i64>,
     moodle_reconcile_interval_secs: Option<i64>,
@@ -80,6 +85,11 @@ const ENV_KEYS: &[&str] = &[
     "passback_lease_secs",
     "passback_max_attempts",
     "passback_give_up_hours",
+    "google_authorization_url",
+    "google_token_url",
+    "google_revocation_url",
+    "google_userinfo_url",
+    "google_classroom_api_url",
     "metrics_token",
     "moodle_timestamp_window_secs",
     "moodle_reconcile_interval_secs",
@@ -124,6 +134,41 @@ pub fn load(config: Option<&Path>, flags: &SettingsFlags) -> anyhow::Result<Sett
     }
     s.master_key = layered.master_key.filter(|k| !k.is_empty());
     s.metrics_token = layered.metrics_token.filter(|k| !k.is_empty());
+    for (name, value, slot) in [
+        (
+            "google_authorization_url",
+            layered.google_authorization_url,
+            &mut s.google_authorization_url,
+        ),
+        (
+            "google_token_url",
+            layered.google_token_url,
+            &mut s.google_token_url,
+        ),
+        (
+            "google_revocation_url",
+            layered.google_revocation_url,
+            &mut s.google_revocation_url,
+        ),
+        (
+            "google_userinfo_url",
+            layered.google_userinfo_url,
+            &mut s.google_userinfo_url,
+        ),
+        (
+            "google_classroom_api_url",
+            layered.google_classroom_api_url,
+            &mut s.google_classroom_api_url,
+        ),
+    ] {
+        if let Some(u) = value {
+            anyhow::ensure!(
+                matches!(u.scheme(), "http" | "https"),
+                "{name} must be an http(s) URL"
+            );
+            *slot = u;
+        }
+    }
     s.log_format = layered.log_format.unwrap_or_default();
     s.clock_skew_secs = layered.clock_skew_secs.unwrap_or(s.clock_skew_secs);
     s.login_state_ttl_secs = layered

@@ -1,8 +1,13 @@
 //! [`domain::LmsAdapter`] implementations.
 //!
-//! `lti` speaks LTI Advantage to Canvas, Moodle and other LTI 1.3 platforms. The Google
-//! Classroom adapter joins it here when the `classroom` crate lands.
+//! `lti` speaks LTI Advantage to Canvas, Moodle and other LTI 1.3 platforms; `classroom`
+//! speaks the Google Classroom API with teachers' offline grants.
 
+mod classroom_adapter;
 mod lti_adapter;
 
+pub use classroom_adapter::{
+    ClassroomAdapter, ClassroomGrants, CourseGrant, CourseWorkGrant, GradeField, RosterError,
+    course_roster_url, map_error as classroom_delivery_error,
+};
 pub use lti_adapter::{LtiAdapter, SigningKeySource, roles as lti_roles};

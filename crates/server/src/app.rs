@@ -40,15 +40,21 @@ pub(crate) struct Inner {
     pub(crate) launches: crate::launch_batcher::LaunchBatcher,
     /// Runs roster syncs (NRPS) in the background.
     pub(crate) rosters: crate::roster_sync::RosterSyncs,
+    /// Google Classroom: per-tenant OAuth clients, token caches, the adapter's grants.
+    pub(crate) google: crate::google::Google,
 }
 
 #[derive(Debug)]
 struct Adapters {
     lti: Arc<LtiAdapter>,
+    classroom: Arc<adapters::ClassroomAdapter>,
 }
 
 impl AdapterResolver for Adapters {
     fn adapter(&self, kind: PlatformKind) -> Option<Arc<dyn LmsAdapter>> {
+        if kind == PlatformKind::GoogleClassroom {
+            return Some(self.classroom.clone() as Arc<dyn LmsAdapter>);
+        }
         kind.speaks_lti()
             .then(|| self.lti.clone() as Arc<dyn LmsAdapter>)
     }
@@ -127,7 +133,17 @@ impl AppBuilder {
             settings.clock_skew_secs,
         );
         let lti = Arc::new(LtiAdapter::new(http.clone(), keyring.clone()));
-        let adapters = Arc::new(Adapters { lti: lti.clone() });
+        let google = crate::google::Google::new(
+            store.clone(),
+            master.clone(),
+            http.clone(),
+            &settings,
+        );
+        let classroom = Arc::new(google.adapter());
+        let adapters = Arc::new(Adapters {
+            lti: lti.clone(),
+            classroom: classroom.clone(),
+        });
         let worker = Worker::new(store.clone(), adapters, self.worker).with_webhooks(
             passback::WebhookSender::new(
                 store.clone(),
@@ -143,7 +159,9 @@ impl AppBuilder {
                 http.clone(),
                 keyring.clone(),
                 crate::roster_sync::RosterSyncConfig::default(),
-            ),
+            )
+            .with_classroom(classroom),
+            google,
             http,
             lti,
             limiters,
@@ -196,6 +214,11 @@ impl App {
 
     pub fn keyring(&self) -> &Arc<Keyring> {
         &self.0.keyring
+    }
+
+    /// Google Classroom: OAuth clients, token caches and grants.
+    pub fn google(&self) -> &crate::google::Google {
+        &self.0.google
     }
 
     pub(crate) fn inner(&self) -> &Inner {

@@ -66,6 +66,22 @@ pub struct Settings {
     /// Grade passback: a score still failing this many hours after it was queued is dead.
     #[serde(default = "default_passback_give_up_hours")]
     pub passback_give_up_hours: u64,
+    /// Google OAuth 2.0 authorization endpoint (tests and the demo point every Google
+    /// endpoint at the simulated Classroom).
+    #[serde(default = "default_google_authorization_url")]
+    pub google_authorization_url: Url,
+    /// Google OAuth 2.0 token endpoint.
+    #[serde(default = "default_google_token_url")]
+    pub google_token_url: Url,
+    /// Google OAuth 2.0 revocation endpoint.
+    #[serde(default = "default_google_revocation_url")]
+    pub google_revocation_url: Url,
+    /// Google OpenID Connect userinfo endpoint.
+    #[serde(default = "default_google_userinfo_url")]
+    pub google_userinfo_url: Url,
+    /// The Classroom API root (`v1/courses` is joined onto it).
+    #[serde(default = "default_google_classroom_api_url")]
+    pub google_classroom_api_url: Url,
     /// When set, `GET /metrics` wants it as a bearer token.
     #[serde(default)]
     pub metrics_token: Option<String>,
@@ -111,6 +127,26 @@ fn default_passback_give_up_hours() -> u64 {
     72
 }
 
+fn default_google_authorization_url() -> Url {
+    Url::parse("https://accounts.google.com/o/oauth2/v2/auth").expect("static URL parses")
+}
+
+fn default_google_token_url() -> Url {
+    Url::parse("https://oauth2.googleapis.com/token").expect("static URL parses")
+}
+
+fn default_google_revocation_url() -> Url {
+    Url::parse("https://oauth2.googleapis.com/revoke").expect("static URL parses")
+}
+
+fn default_google_userinfo_url() -> Url {
+    Url::parse("https://openidconnect.googleapis.com/v1/userinfo").expect("static URL parses")
+}
+
+fn default_google_classroom_api_url() -> Url {
+    Url::parse("https://classroom.googleapis.com/").expect("static URL parses")
+}
+
 fn default_tool_name() -> String {
     "lmsbridge".to_owned()
 }
@@ -141,6 +177,11 @@ impl Settings {
             passback_lease_secs: default_passback_lease_secs(),
             passback_max_attempts: default_passback_max_attempts(),
             passback_give_up_hours: default_passback_give_up_hours(),
+            google_authorization_url: default_google_authorization_url(),
+            google_token_url: default_google_token_url(),
+            google_revocation_url: default_google_revocation_url(),
+            google_userinfo_url: default_google_userinfo_url(),
+            google_classroom_api_url: default_google_classroom_api_url(),
             metrics_token: None,
             moodle_timestamp_window_secs: default_moodle_timestamp_window(),
             moodle_reconcile_interval_secs: default_moodle_reconcile_interval(),

@@ -5,6 +5,7 @@
 
 mod app;
 pub mod config;
+pub mod google;
 mod http;
 pub mod keyring;
 mod launch_batcher;

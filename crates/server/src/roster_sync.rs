@@ -77,6 +77,8 @@ struct Inner {
     /// Syncs this instance is running or about to run.
     running: Mutex<HashSet<RosterSyncId>>,
     stopping: watch::Sender<bool>,
+    /// Reads Google Classroom rosters (students, then teachers, by `nextPageToken`).
+    classroom: std::sync::OnceLock<Arc<adapters::ClassroomAdapter>>,
 }
 
 impl std::fmt::Debug for RosterSyncs {
@@ -143,7 +145,15 @@ impl RosterSyncs {
             owner,
             running: Mutex::default(),
             stopping: watch::Sender::new(false),
+            classroom: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Syncs of Google Classroom courses go through this adapter.
+    #[must_use]
+    pub fn with_classroom(self, adapter: Arc<adapters::ClassroomAdapter>) -> Self {
+        let _ = self.0.classroom.set(adapter);
+        self
     }
 
     pub fn config(&self) -> &RosterSyncConfig {
@@ -265,6 +275,9 @@ impl RosterSyncs {
         let config = &self.0.config;
         let deadline = Instant::now() + config.timeout;
         let platform = &claim.platform;
+        if platform.kind == domain::PlatformKind::GoogleClassroom {
+            return self.read_classroom_pages(tenant, claim, deadline).await;
+        }
         if !platform.kind.speaks_lti() {
             return Err(Stop::Failed {
                 code: "not_lti",
@@ -388,6 +401,176 @@ impl RosterSyncs {
                 ?wait,
                 "roster page failed; retrying"
             );
+            let mut stopping = self.0.stopping.subscribe();
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = stopping.wait_for(|s| *s) => return Err(Stop::ShuttingDown),
+            }
+        }
+    }
+}
+
+impl RosterSyncs {
+    /// A Classroom course's roster through the Classroom adapter: students then teachers,
+    /// each paged by `nextPageToken`, recorded page by page like NRPS pages (the sync's
+    /// `next_url` is the Classroom list URL with its page token, so a resumed sync goes on
+    /// where it stopped). Each course is its own sync, so one course Google refuses (domain
+    /// admin approval missing, a revoked grant) does not stop the others; the refusal is kept
+    /// on the linked course as its access state.
+    async fn read_classroom_pages(
+        &self,
+        tenant: &TenantStore<'_>,
+        claim: &ClaimedRosterSync,
+        deadline: Instant,
+    ) -> Result<(), Stop> {
+        let Some(adapter) = self.0.classroom.get().cloned() else {
+            return Err(Stop::Failed {
+                code: "not_configured",
+                message: "Google Classroom is not set up on this lmsbridge instance".into(),
+            });
+        };
+        let p = &claim.platform;
+        let platform = domain::PlatformEndpoints {
+            kind: p.kind,
+            issuer: p.issuer.clone(),
+            client_id: p.client_id.clone(),
+            token_url: p.token_url.clone(),
+            token_audience: p.token_audience.clone(),
+        };
+        let Some(mut url) = claim.sync.next_url.clone() else {
+            return Ok(());
+        };
+        let mut pages = usize::try_from(claim.sync.pages_fetched).unwrap_or(usize::MAX);
+        let mut visited = HashSet::new();
+        loop {
+            if *self.0.stopping.borrow() {
+                return Err(Stop::ShuttingDown);
+            }
+            if pages >= self.0.config.max_pages || !visited.insert(url.clone()) {
+                return Err(Stop::Failed {
+                    code: "paging_loop",
+                    message: "Google Classroom's roster paging did not end".into(),
+                });
+            }
+            let page = match self.classroom_page(&adapter, &platform, &url, deadline).await {
+                Ok(page) => page,
+                Err(e) => {
+                    if let Stop::Failed { code, message } = &e
+                        && matches!(
+                            *code,
+                            "admin_approval_required"
+                                | "permission_denied"
+                                | "authorization_revoked"
+                                | "insufficient_scopes"
+                                | "platform_rejected"
+                                | "no_google_grant"
+                        )
+                    {
+                        let state = if *code == "authorization_revoked" {
+                            "grant_revoked"
+                        } else {
+                            code
+                        };
+                        tenant
+                            .set_google_course_access(claim.sync.context_id, state, Some(message))
+                            .await?;
+                    }
+                    return Err(e);
+                }
+            };
+            let input = RosterPageInput {
+                members: page
+                    .members
+                    .iter()
+                    .map(|m| RosterMemberInput {
+                        platform_user_id: m.platform_user_id.clone(),
+                        name: m.name.clone(),
+                        given_name: m.given_name.clone(),
+                        family_name: m.family_name.clone(),
+                        email: m.email.clone(),
+                        picture: None,
+                        lis_person_sourcedid: None,
+                        roles: m.roles.clone(),
+                        status: m.status,
+                    })
+                    .collect(),
+                next_url: page.next.clone(),
+                differences_url: None,
+            };
+            if tenant
+                .record_roster_page(claim, &input, self.lease_until())
+                .await?
+                .is_none()
+            {
+                return Err(Stop::LeaseLost);
+            }
+            pages += 1;
+            match page.next {
+                Some(next) => url = next,
+                None => {
+                    tenant
+                        .set_google_course_access(claim.sync.context_id, "ok", None)
+                        .await?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// One Classroom roster page, retrying rate limits and failures a few times within the
+    /// sync's deadline.
+    async fn classroom_page(
+        &self,
+        adapter: &adapters::ClassroomAdapter,
+        platform: &domain::PlatformEndpoints,
+        url: &url::Url,
+        deadline: Instant,
+    ) -> Result<domain::RosterPage, Stop> {
+        let config = &self.0.config;
+        let request = domain::RosterRequest {
+            platform: platform.clone(),
+            roster_url: url.clone(),
+            page: None,
+        };
+        let mut attempt = 0u32;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(timed_out(config.timeout));
+            }
+            let err = match tokio::time::timeout(
+                config.page_timeout.min(remaining),
+                adapter.roster_page_detailed(&request),
+            )
+            .await
+            {
+                Err(_) => None,
+                Ok(Ok(page)) => return Ok(page),
+                Ok(Err(e)) => Some(e),
+            };
+            let retryable = err.as_ref().is_none_or(|e| e.is_retryable());
+            if !retryable || attempt >= config.retries {
+                let (code, message) = match &err {
+                    Some(e) => (e.code(), e.to_string()),
+                    None => (
+                        "platform_unreachable",
+                        "Google Classroom did not answer within the page timeout".to_owned(),
+                    ),
+                };
+                return Err(Stop::Failed {
+                    code,
+                    message: safe_message(&message),
+                });
+            }
+            let wait = err
+                .as_ref()
+                .and_then(adapters::RosterError::retry_after)
+                .unwrap_or_else(|| Duration::from_secs(1u64 << attempt.min(5)))
+                .min(config.max_backoff);
+            if Instant::now() + wait >= deadline {
+                return Err(timed_out(config.timeout));
+            }
+            attempt += 1;
             let mut stopping = self.0.stopping.subscribe();
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}

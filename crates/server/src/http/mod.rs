@@ -5,6 +5,8 @@ mod audit;
 mod catalog;
 mod deep_linking;
 mod error;
+mod google_api;
+mod google_oauth;
 mod html;
 mod line_items;
 mod login_state;
@@ -80,6 +82,21 @@ pub fn router(app: App) -> Router {
                 .delete(catalog::archive),
         )
         .merge(line_items::routes(&app))
+        .route("/google/oauth/start", get(google_oauth::start))
+        .route("/google/oauth/callback", get(google_oauth::callback))
+        .route("/api/v1/google", get(google_api::status))
+        .route(
+            "/api/v1/google/connect-links",
+            post(google_api::connect_link),
+        )
+        .route(
+            "/api/v1/google/courses",
+            get(google_api::courses).post(google_api::link_course),
+        )
+        .route(
+            "/api/v1/contexts/{id}/google/course-work",
+            post(google_api::create_course_work),
+        )
         // Every body but a score batch's is small; the batch route, added after this layer,
         // gets the larger limit below.
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))

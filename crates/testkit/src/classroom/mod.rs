@@ -18,6 +18,7 @@ mod data;
 mod discovery;
 mod faults;
 mod oauth;
+mod pubsub;
 
 pub use data::{
     AttachmentView, CLASSROOM_UI_PROJECT, ClassroomUser, CourseView, CourseWorkView, DOMAIN,
@@ -28,6 +29,7 @@ pub use discovery::{
     RequestInvalid, ValidatedRequest,
 };
 pub use faults::{ClassroomFault, ClassroomFaults, RetryAfter};
+pub use pubsub::{GooglePushSigner, PushTokenClaims, SpawnedCerts};
 
 use axum::Router;
 use axum::routing::{any, get, post};

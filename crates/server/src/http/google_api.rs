@@ -1,0 +1,381 @@
+//! The product API for Google Classroom:
+//!
+//! - `POST /api/v1/google/connect-links`: a fifteen-minute link a teacher opens to connect
+//!   their Google account (features `roster`, `coursework`; the scopes asked follow them).
+//! - `GET /api/v1/google`: the tenant's Google setup and every grant with its state
+//!   (`revoked` with Google's reason when a teacher or admin withdrew access).
+//! - `GET /api/v1/google/courses?grant_id=…`: the courses that teacher teaches (live from
+//!   Classroom, `teacherId=me`), and which are linked.
+//! - `POST /api/v1/google/courses`: links a course to a context and starts its roster sync;
+//!   the roster is then read like any other (`GET /api/v1/contexts/{id}/members`).
+//! - `POST /api/v1/contexts/{id}/google/course-work`: creates an assignment in the course
+//!   with our Cloud project, so lmsbridge may grade it; its `grade_target_id` takes scores
+//!   through `POST /api/v1/scores` exactly like an AGS line item.
+
+use super::api::{ApiJson, TenantApiKey};
+use super::error::ApiError;
+use crate::App;
+use crate::google::{Feature, GoogleSetupError};
+use adapters::course_roster_url;
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use classroom::model::{NewCourseWork, UserRef};
+use classroom::{ApiError as GoogleApiError, CourseId, CourseQuery};
+use domain::{Actor, ContextId};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use store::google::{
+    GoogleCourseInput, GoogleGrantId, GradeMode, GrantStatus, NewGoogleCourseWork,
+};
+use store::{SyncKind, TenantScope};
+
+/// A Classroom refusal as the product sees it: retryable failures as 502/503, refusals as
+/// 422 (409 for ProjectPermissionDenied), with Google's classified sentence.
+fn google_error(e: &GoogleApiError) -> Response {
+    let status = if e.is_retryable() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else if matches!(e, GoogleApiError::ProjectPermissionDenied { .. }) {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    (
+        status,
+        Json(json!({"error": e.code(), "message": e.to_string()})),
+    )
+        .into_response()
+}
+
+fn setup_error(e: GoogleSetupError) -> ApiError {
+    match e {
+        GoogleSetupError::NotConfigured => ApiError::Invalid(e.to_string()),
+        GoogleSetupError::Store(s) => s.into(),
+    }
+}
+
+async fn platform_id(app: &App, scope: &TenantScope) -> Result<domain::PlatformId, ApiError> {
+    app.store()
+        .tenant(scope)
+        .google_platform()
+        .await?
+        .map(|p| p.id)
+        .ok_or_else(|| setup_error(GoogleSetupError::NotConfigured))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkBody {
+    #[serde(default)]
+    features: Option<Vec<Feature>>,
+    #[serde(default)]
+    login_hint: Option<String>,
+}
+
+/// `POST /api/v1/google/connect-links`.
+pub async fn connect_link(
+    State(app): State<App>,
+    TenantApiKey(scope): TenantApiKey,
+    ApiJson(body): ApiJson<LinkBody>,
+) -> Result<Response, ApiError> {
+    let platform = platform_id(&app, &scope).await?;
+    let features = body
+        .features
+        .filter(|f| !f.is_empty())
+        .unwrap_or_else(|| vec![Feature::Roster, Feature::Coursework]);
+    if body.login_hint.as_deref().is_some_and(|h| h.len() > 320) {
+        return Err(ApiError::Invalid("login_hint is too long".into()));
+    }
+    let (url, expires_at) =
+        app.google()
+            .connect_link(&scope, platform, features, body.login_hint)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"url": url, "expires_at_micros": expires_at})),
+    )
+        .into_response())
+}
+
+/// `GET /api/v1/google`.
+pub async fn status(
+    State(app): State<App>,
+    TenantApiKey(scope): TenantApiKey,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = app.store().tenant(&scope);
+    let Some(platform) = tenant.google_platform().await? else {
+        return Ok(Json(json!({"configured": false})));
+    };
+    let client = tenant
+        .google_client(platform.id, app.google().master())
+        .await?;
+    let grants = tenant.google_grants(platform.id).await?;
+    let courses = tenant.google_courses(platform.id).await?;
+    Ok(Json(json!({
+        "configured": client.is_some(),
+        "platform_id": platform.id,
+        "client_id": platform.client_id,
+        "project_number": client.as_ref().and_then(|c| c.project_number.clone()),
+        "redirect_uri": app.google().redirect_uri(),
+        "grants": grants,
+        "courses": courses,
+    })))
+}
+
+fn grant_id(raw: &str) -> Result<GoogleGrantId, ApiError> {
+    raw.parse().map_err(|_| ApiError::NotFound("grant_unknown"))
+}
+
+/// `GET /api/v1/google/courses?grant_id=…`.
+pub async fn courses(
+    State(app): State<App>,
+    TenantApiKey(scope): TenantApiKey,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let raw_grant = url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "grant_id")
+        .map(|(_, v)| v.into_owned())
+        .ok_or_else(|| ApiError::Invalid("grant_id is required".into()))?;
+    let grant = grant_id(&raw_grant)?;
+    let Some((client, creds)) = app
+        .google()
+        .grant_client(&scope, grant)
+        .await
+        .map_err(setup_error)?
+    else {
+        return Err(ApiError::Conflict(
+            "this grant is revoked or unknown; the teacher must connect Google Classroom again"
+                .into(),
+        ));
+    };
+    let query = CourseQuery {
+        teacher_id: Some(UserRef::Me),
+        course_states: vec![classroom::model::CourseState::Active],
+        ..CourseQuery::default()
+    };
+    let live = match client.list_courses(&creds, &query).await {
+        Ok(c) => c,
+        Err(e) => return Ok(google_error(&e)),
+    };
+    let tenant = app.store().tenant(&scope);
+    let platform = platform_id(&app, &scope).await?;
+    let linked = tenant.google_courses(platform).await?;
+    let list: Vec<Value> = live
+        .iter()
+        .map(|c| {
+            let link = linked.iter().find(|l| l.course_id == c.id.as_str());
+            json!({
+                "course_id": c.id,
+                "name": c.name,
+                "section": c.section,
+                "state": c.course_state.as_ref().map(|s| s.as_str()),
+                "context_id": link.map(|l| l.context_id),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"courses": list})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkCourseBody {
+    grant_id: String,
+    course_id: String,
+}
+
+/// `POST /api/v1/google/courses`: link a course the grant's teacher teaches, and sync it.
+pub async fn link_course(
+    State(app): State<App>,
+    TenantApiKey(scope): TenantApiKey,
+    ApiJson(body): ApiJson<LinkCourseBody>,
+) -> Result<Response, ApiError> {
+    let grant = grant_id(&body.grant_id)?;
+    let Some((client, creds)) = app
+        .google()
+        .grant_client(&scope, grant)
+        .await
+        .map_err(setup_error)?
+    else {
+        return Err(ApiError::Conflict(
+            "this grant is revoked or unknown; the teacher must connect Google Classroom again"
+                .into(),
+        ));
+    };
+    // Only a course the teacher teaches: courses.list filtered by teacherId=me.
+    let query = CourseQuery {
+        teacher_id: Some(UserRef::Me),
+        ..CourseQuery::default()
+    };
+    let courses = match client.list_courses(&creds, &query).await {
+        Ok(c) => c,
+        Err(e) => return Ok(google_error(&e)),
+    };
+    let Some(course) = courses.iter().find(|c| c.id.as_str() == body.course_id) else {
+        return Err(ApiError::NotFound("course_unknown"));
+    };
+    let platform = platform_id(&app, &scope).await?;
+    let tenant = app.store().tenant(&scope);
+    let actor = Actor::system("product-api");
+    let linked = tenant
+        .link_google_course(
+            platform,
+            grant,
+            &GoogleCourseInput {
+                course_id: course.id.as_str().to_owned(),
+                name: course.name.clone(),
+                section: course.section.clone(),
+                course_state: course.course_state.as_ref().map(|s| s.as_str().to_owned()),
+            },
+            &course_roster_url(&app.google().endpoints().api_base, course.id.as_str()),
+            &actor,
+        )
+        .await?;
+    let sync = start_sync(&app, &scope, linked.context_id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"course": linked, "sync": sync})),
+    )
+        .into_response())
+}
+
+/// Queues (or finds) a full roster sync of a linked course and runs it in the background.
+pub async fn start_sync(
+    app: &App,
+    scope: &TenantScope,
+    context: ContextId,
+) -> Result<Value, ApiError> {
+    let tenant = app.store().tenant(scope);
+    let source = tenant.roster_source(context).await?;
+    let first = source
+        .memberships_url
+        .ok_or_else(|| ApiError::Invalid("this course has no roster URL".into()))?;
+    let queued = tenant
+        .queue_roster_sync(
+            context,
+            SyncKind::Full,
+            &first,
+            &Actor::system("product-api"),
+        )
+        .await?;
+    app.inner().rosters.start(scope.clone(), queued.sync.id);
+    Ok(json!({"id": queued.sync.id, "state": queued.sync.state, "created": queued.created}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CourseWorkBody {
+    title: String,
+    #[serde(default)]
+    description: Option<String>,
+    /// Classroom takes whole points.
+    max_points: u32,
+    /// `draft` (the default: the teacher reviews, then returns), `assigned`, or
+    /// `draft_and_assigned`.
+    #[serde(default)]
+    grade_mode: Option<String>,
+    /// Return the work to the student after each grade.
+    #[serde(default)]
+    return_on_grade: bool,
+}
+
+/// `POST /api/v1/contexts/{id}/google/course-work`.
+pub async fn create_course_work(
+    State(app): State<App>,
+    TenantApiKey(scope): TenantApiKey,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CourseWorkBody>,
+) -> Result<Response, ApiError> {
+    let context: ContextId = id
+        .parse()
+        .map_err(|_| ApiError::NotFound("context_unknown"))?;
+    let title = body.title.trim();
+    if title.is_empty() || title.chars().count() > 3000 {
+        return Err(ApiError::Invalid(
+            "title must be 1 to 3000 characters".into(),
+        ));
+    }
+    if body.max_points == 0 {
+        return Err(ApiError::Invalid(
+            "max_points must be at least 1: an ungraded assignment cannot take scores".into(),
+        ));
+    }
+    let grade_mode: GradeMode = body.grade_mode.as_deref().unwrap_or("draft").parse()?;
+    let tenant = app.store().tenant(&scope);
+    let course = tenant
+        .google_course(context)
+        .await?
+        .ok_or(ApiError::NotFound("context_unknown"))?;
+    let grant = tenant
+        .google_grant(course.grant_id)
+        .await?
+        .ok_or(ApiError::NotFound("grant_unknown"))?;
+    if grant.status == GrantStatus::Revoked {
+        return Err(ApiError::Conflict(format!(
+            "the Google Classroom connection of {} was revoked; they must connect again",
+            grant.email.as_deref().unwrap_or("this course's teacher")
+        )));
+    }
+    let Some((client, creds)) = app
+        .google()
+        .grant_client(&scope, grant.id)
+        .await
+        .map_err(setup_error)?
+    else {
+        return Err(ApiError::Conflict(
+            "the teacher's Google grant has no usable token; they must connect again".into(),
+        ));
+    };
+    let created = client
+        .create_course_work(
+            &creds,
+            &CourseId::new(course.course_id.as_str()),
+            &NewCourseWork {
+                title: title.to_owned(),
+                description: body.description.clone(),
+                max_points: body.max_points,
+            },
+        )
+        .await;
+    let work = match created {
+        Ok(w) => w,
+        Err(e) => {
+            if let GoogleApiError::Revoked(_) = &e {
+                let _ = tenant
+                    .mark_google_grant_revoked(grant.id, &e.to_string(), &Actor::system("google"))
+                    .await;
+            }
+            return Ok(google_error(&e));
+        }
+    };
+    let recorded = tenant
+        .record_google_course_work(
+            course.platform_id,
+            &NewGoogleCourseWork {
+                context_id: context,
+                grant_id: grant.id,
+                course_id: course.course_id.clone(),
+                course_work_id: work.id.as_str().to_owned(),
+                title: title.to_owned(),
+                max_points: f64::from(body.max_points),
+                grade_mode,
+                return_on_grade: body.return_on_grade,
+            },
+            &Actor::system("product-api"),
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "grade_target_id": recorded.grade_target_id,
+            "context_id": recorded.context_id,
+            "course_id": recorded.course_id,
+            "course_work_id": recorded.course_work_id,
+            "title": recorded.title,
+            "max_points": recorded.max_points,
+            "grade_mode": recorded.grade_mode,
+            "return_on_grade": recorded.return_on_grade,
+            "alternate_link": work.alternate_link,
+        })),
+    )
+        .into_response())
+}
