@@ -56,11 +56,13 @@ impl Harness {
         settings.google_revocation_url = urls.revocation.clone();
         settings.google_userinfo_url = urls.userinfo.clone();
         settings.google_classroom_api_url = urls.api_base.clone();
-        let mut worker = passback::WorkerConfig::default();
-        worker.poll_interval = Duration::from_millis(100);
-        worker.backoff = passback::Backoff {
-            base: Duration::from_millis(200),
-            cap: Duration::from_secs(2),
+        let worker = passback::WorkerConfig {
+            poll_interval: Duration::from_millis(100),
+            backoff: passback::Backoff {
+                base: Duration::from_millis(200),
+                cap: Duration::from_secs(2),
+            },
+            ..passback::WorkerConfig::default()
         };
         let running = AppBuilder::new(settings.clone())
             .worker_config(worker)
