@@ -101,6 +101,8 @@ pub enum Command {
     },
 }
 
+// Parsed once per process, like the other command enums.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum MoodleCommand {
     /// Pair a Moodle site with its LTI 1.3 platform registration: prints the site id and

@@ -165,6 +165,7 @@ fn batch(events: Value) -> Vec<u8> {
     .unwrap()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn ev(
     id: &str,
     seq: i64,

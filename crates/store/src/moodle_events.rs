@@ -582,6 +582,17 @@ fn aggregate_status(rows: &[(String, String)]) -> EnrollmentStatus {
     }
 }
 
+/// A person's enrolment (status, roles), course completion, activities and grades.
+type ProgressRows = (
+    Option<(String, String)>,
+    Option<(i64,)>,
+    Vec<(String, i64)>,
+    Vec<(String, Option<f64>, bool, Option<String>)>,
+);
+
+/// A site, its sealed token, and its course ids from events and from launches.
+type TargetRows = (SiteRow, Option<Vec<u8>>, Vec<i64>, Vec<String>);
+
 #[derive(sqlx::FromRow)]
 struct SiteRow {
     id: String,
@@ -1556,13 +1567,7 @@ impl TenantStore<'_> {
     ) -> Result<MoodleProgress, StoreError> {
         let tenant_s = self.scope.tenant_id().to_string();
         let (p, c) = (person.to_string(), context.to_string());
-        type Grade = (String, Option<f64>, bool, Option<String>);
-        let (enrolment, completed, activities, grades): (
-            Option<(String, String)>,
-            Option<(i64,)>,
-            Vec<(String, i64)>,
-            Vec<Grade>,
-        ) = on_db!(self.db, |pool| {
+        let (enrolment, completed, activities, grades): ProgressRows = on_db!(self.db, |pool| {
             let e = sqlx::query_as(
                 "SELECT status, roles FROM enrollments WHERE tenant_id = $1 AND person_id = $2 AND context_id = $3",
             )
@@ -1621,45 +1626,42 @@ impl TenantStore<'_> {
         master: &MasterKey,
     ) -> Result<Option<MoodleReconcileTarget>, StoreError> {
         let tenant_s = self.scope.tenant_id().to_string();
-        let found: Option<(SiteRow, Option<Vec<u8>>, Vec<i64>, Vec<String>)> = on_db!(
-            self.db,
-            |pool| {
-                let row: Option<SiteRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let found: Option<TargetRows> = on_db!(self.db, |pool| {
+            let row: Option<SiteRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT {SITE_COLUMNS} FROM moodle_sites WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL"
                 )))
                 .bind(site.as_str())
                 .bind(&tenant_s)
                 .fetch_optional(pool)
                 .await?;
-                match row {
-                    None => None,
-                    Some(row) => {
-                        let token: Option<Vec<u8>> = sqlx::query_scalar(
-                            "SELECT ws_token_sealed FROM moodle_sites WHERE id = $1 AND tenant_id = $2",
-                        )
-                        .bind(site.as_str())
-                        .bind(&tenant_s)
-                        .fetch_one(pool)
-                        .await?;
-                        let from_events: Vec<i64> = sqlx::query_scalar(
+            match row {
+                None => None,
+                Some(row) => {
+                    let token: Option<Vec<u8>> = sqlx::query_scalar(
+                        "SELECT ws_token_sealed FROM moodle_sites WHERE id = $1 AND tenant_id = $2",
+                    )
+                    .bind(site.as_str())
+                    .bind(&tenant_s)
+                    .fetch_one(pool)
+                    .await?;
+                    let from_events: Vec<i64> = sqlx::query_scalar(
                             "SELECT course_id FROM moodle_courses WHERE site_id = $1 AND tenant_id = $2",
                         )
                         .bind(site.as_str())
                         .bind(&tenant_s)
                         .fetch_all(pool)
                         .await?;
-                        let from_launches: Vec<String> = sqlx::query_scalar(
+                    let from_launches: Vec<String> = sqlx::query_scalar(
                             "SELECT platform_context_id FROM contexts WHERE platform_id = $1 AND tenant_id = $2",
                         )
                         .bind(&row.platform_id)
                         .bind(&tenant_s)
                         .fetch_all(pool)
                         .await?;
-                        Some((row, token, from_events, from_launches))
-                    }
+                    Some((row, token, from_events, from_launches))
                 }
             }
-        );
+        });
         let Some((row, Some(token), mut courses, launched)) = found else {
             return Ok(None);
         };
