@@ -445,10 +445,15 @@ impl MoodleEvent {
             MoodleEventName::UserEnrolmentCreated
             | MoodleEventName::UserEnrolmentUpdated
             | MoodleEventName::UserEnrolmentDeleted => {
-                let enrol = required(string_or_null(p, "enrol", 100), "payload.enrol")?;
-                if enrol.is_empty() || enrol == RECONCILED_ENROL {
-                    return Err("payload.enrol must name the enrolment method".into());
-                }
+                // Moodle always names the method; an empty one is still an enrolment, of a
+                // method lmsbridge cannot tell apart.
+                let enrol = match string_or_null(p, "enrol", 100)? {
+                    Some(e) if e == RECONCILED_ENROL => {
+                        return Err("payload.enrol must name the enrolment method".into());
+                    }
+                    Some(e) if !e.is_empty() => e,
+                    _ => "unknown".to_owned(),
+                };
                 let status = if name == MoodleEventName::UserEnrolmentDeleted {
                     MoodleEnrolStatus::Deleted
                 } else {
