@@ -60,6 +60,11 @@ struct Layered {
     google_userinfo_url: Option<Url>,
     google_classroom_api_url: Option<Url>,
     metrics_token: Option<String>,
+    google_push_audience: Option<String>,
+    google_push_service_account: Option<String>,
+    google_push_certs_url: Option<Url>,
+    google_pubsub_topic: Option<String>,
+    google_resync_interval_secs: Option<u64>,
     moodle_timestamp_window_secs: Option<i64>,
     moodle_reconcile_interval_secs: Option<i64>,
 }
@@ -91,6 +96,11 @@ const ENV_KEYS: &[&str] = &[
     "google_userinfo_url",
     "google_classroom_api_url",
     "metrics_token",
+    "google_push_audience",
+    "google_push_service_account",
+    "google_push_certs_url",
+    "google_pubsub_topic",
+    "google_resync_interval_secs",
     "moodle_timestamp_window_secs",
     "moodle_reconcile_interval_secs",
 ];
@@ -168,6 +178,32 @@ pub fn load(config: Option<&Path>, flags: &SettingsFlags) -> anyhow::Result<Sett
             );
             *slot = u;
         }
+    }
+    s.google_push_audience = layered.google_push_audience.filter(|a| !a.is_empty());
+    s.google_push_service_account = layered
+        .google_push_service_account
+        .filter(|a| !a.is_empty());
+    if let Some(u) = layered.google_push_certs_url {
+        anyhow::ensure!(
+            matches!(u.scheme(), "http" | "https"),
+            "google_push_certs_url must be an http(s) URL"
+        );
+        s.google_push_certs_url = u;
+    }
+    if let Some(t) = layered.google_pubsub_topic.filter(|t| !t.is_empty()) {
+        let parts: Vec<&str> = t.split('/').collect();
+        anyhow::ensure!(
+            parts.len() == 4 && parts[0] == "projects" && parts[2] == "topics",
+            "google_pubsub_topic must be projects/<project>/topics/<topic>"
+        );
+        s.google_pubsub_topic = Some(t);
+    }
+    if let Some(i) = layered.google_resync_interval_secs {
+        anyhow::ensure!(
+            i == 0 || (60..=7 * 86_400).contains(&i),
+            "google_resync_interval_secs must be 0 (off) or between 60 and 604800"
+        );
+        s.google_resync_interval_secs = i;
     }
     s.log_format = layered.log_format.unwrap_or_default();
     s.clock_skew_secs = layered.clock_skew_secs.unwrap_or(s.clock_skew_secs);

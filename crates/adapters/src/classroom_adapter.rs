@@ -82,6 +82,8 @@ pub trait ClassroomGrants: Send + Sync + std::fmt::Debug {
 #[derive(Debug, Clone)]
 pub struct ClassroomAdapter {
     grants: Arc<dyn ClassroomGrants>,
+    /// Grants and submissions for add-on attachment scores ([`crate::classroom_addon`]).
+    add_ons: Option<Arc<dyn crate::AddOnGrants>>,
 }
 
 /// Which list a roster URL reads.
@@ -93,7 +95,17 @@ enum RosterList {
 
 impl ClassroomAdapter {
     pub fn new(grants: Arc<dyn ClassroomGrants>) -> Self {
-        Self { grants }
+        Self {
+            grants,
+            add_ons: None,
+        }
+    }
+
+    /// Sends add-on attachment scores with these grants.
+    #[must_use]
+    pub fn with_add_ons(mut self, add_ons: Arc<dyn crate::AddOnGrants>) -> Self {
+        self.add_ons = Some(add_ons);
+        self
     }
 
     /// Maps a Classroom error for the retry policy, recording a revoked grant on the way.
@@ -349,6 +361,11 @@ pub fn map_error(e: ApiError) -> DeliveryError {
 #[async_trait]
 impl LmsAdapter for ClassroomAdapter {
     async fn send_score(&self, score: &ScoreDelivery) -> Result<DeliveryReceipt, DeliveryError> {
+        if let (TargetLocation::ClassroomAddOnAttachment { .. }, Some(add_ons)) =
+            (&score.target, &self.add_ons)
+        {
+            return crate::send_add_on_score(add_ons.as_ref(), score).await;
+        }
         let TargetLocation::ClassroomCourseWork {
             course_id,
             course_work_id,

@@ -4,10 +4,12 @@
 //! speaks the Google Classroom API with teachers' offline grants.
 
 mod classroom_adapter;
+mod classroom_addon;
 mod lti_adapter;
 
 pub use classroom_adapter::{
     ClassroomAdapter, ClassroomGrants, CourseGrant, CourseWorkGrant, GradeField, RosterError,
     course_roster_url, map_error as classroom_delivery_error,
 };
+pub use classroom_addon::{AddOnGrant, AddOnGrants, AddOnTarget, send_add_on_score};
 pub use lti_adapter::{LtiAdapter, SigningKeySource, roles as lti_roles};

@@ -40,6 +40,8 @@ pub(crate) struct Inner {
     pub(crate) launches: crate::launch_batcher::LaunchBatcher,
     /// Runs roster syncs (NRPS) in the background.
     pub(crate) rosters: crate::roster_sync::RosterSyncs,
+    /// Google's signing keys, for the OIDC tokens on Pub/Sub pushes.
+    pub(crate) google_push_keys: lti::jwks::JwksCache,
     /// Google Classroom: per-tenant OAuth clients, token caches, the adapter's grants.
     pub(crate) google: crate::google::Google,
 }
@@ -162,6 +164,7 @@ impl AppBuilder {
             )
             .with_classroom(classroom),
             google,
+            google_push_keys: JwksCache::new(http.clone(), JwksCachePolicy::default()),
             http,
             lti,
             limiters,
@@ -258,6 +261,8 @@ impl App {
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "sweeping expired rows failed"),
             }
+            // Classroom push registrations renewed before they lapse; periodic re-syncs.
+            crate::google_push_renewal::tick(&self, store::now_micros()).await;
             // Roster syncs queued, or left by an instance that stopped mid-sync.
             if let Err(e) = self.0.rosters.resume_abandoned().await {
                 tracing::error!(error = %e, "resuming roster syncs failed");

@@ -85,6 +85,24 @@ pub struct Settings {
     /// When set, `GET /metrics` wants it as a bearer token.
     #[serde(default)]
     pub metrics_token: Option<String>,
+    /// Google push: the audience the Pub/Sub push subscription puts in its OIDC token;
+    /// unset, `POST /google/push` refuses every message.
+    #[serde(default)]
+    pub google_push_audience: Option<String>,
+    /// Google push: the service account the push subscription signs its tokens as.
+    #[serde(default)]
+    pub google_push_service_account: Option<String>,
+    /// Google's OpenID Connect signing keys (JWKS), which sign Pub/Sub push tokens.
+    #[serde(default = "default_google_push_certs_url")]
+    pub google_push_certs_url: Url,
+    /// Cloud Pub/Sub topic Classroom publishes roster changes to (`projects/P/topics/T`);
+    /// unset, no registrations are made and courses are re-synced periodically instead.
+    #[serde(default)]
+    pub google_pubsub_topic: Option<String>,
+    /// Re-sync each linked Google course this often when push notifications are not
+    /// configured, seconds (0: never).
+    #[serde(default = "default_google_resync_interval")]
+    pub google_resync_interval_secs: u64,
     /// Moodle plugin requests signed further than this from our clock are refused, seconds.
     #[serde(default = "default_moodle_timestamp_window")]
     pub moodle_timestamp_window_secs: i64,
@@ -125,6 +143,14 @@ fn default_passback_max_attempts() -> i64 {
 
 fn default_passback_give_up_hours() -> u64 {
     72
+}
+
+fn default_google_push_certs_url() -> Url {
+    Url::parse("https://www.googleapis.com/oauth2/v3/certs").expect("static URL parses")
+}
+
+fn default_google_resync_interval() -> u64 {
+    6 * 3600
 }
 
 fn default_google_authorization_url() -> Url {
@@ -183,6 +209,11 @@ impl Settings {
             google_userinfo_url: default_google_userinfo_url(),
             google_classroom_api_url: default_google_classroom_api_url(),
             metrics_token: None,
+            google_push_audience: None,
+            google_push_service_account: None,
+            google_push_certs_url: default_google_push_certs_url(),
+            google_pubsub_topic: None,
+            google_resync_interval_secs: default_google_resync_interval(),
             moodle_timestamp_window_secs: default_moodle_timestamp_window(),
             moodle_reconcile_interval_secs: default_moodle_reconcile_interval(),
         }

@@ -251,7 +251,7 @@ impl Google {
 
     /// The adapter the passback worker and roster syncs use for Google Classroom.
     pub fn adapter(&self) -> ClassroomAdapter {
-        ClassroomAdapter::new(Arc::new(self.clone()))
+        ClassroomAdapter::new(Arc::new(self.clone())).with_add_ons(Arc::new(self.clone()))
     }
 
     /// Finds the tenant of a Google platform the worker names by (issuer, client id).

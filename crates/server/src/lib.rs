@@ -6,6 +6,8 @@
 mod app;
 pub mod config;
 pub mod google;
+pub mod google_addon_grants;
+pub mod google_push_renewal;
 mod http;
 pub mod keyring;
 mod launch_batcher;

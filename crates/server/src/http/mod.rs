@@ -7,6 +7,8 @@ mod deep_linking;
 mod error;
 mod google_api;
 mod google_oauth;
+mod google_addons;
+mod google_push;
 mod html;
 mod line_items;
 mod login_state;
@@ -82,6 +84,8 @@ pub fn router(app: App) -> Router {
                 .delete(catalog::archive),
         )
         .merge(line_items::routes(&app))
+        .merge(google_addons::routes())
+        .route("/google/push", post(google_push::receive))
         .route("/google/oauth/start", get(google_oauth::start))
         .route("/google/oauth/callback", get(google_oauth::callback))
         .route("/api/v1/google", get(google_api::status))
