@@ -1,6 +1,9 @@
 //! Command-line interface.
 
 use crate::settings::{DbFlags, SettingsFlags, load};
+
+#[path = "google_cli.rs"]
+mod google_cli;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use domain::{Actor, PlatformId, PlatformKind, TenantId};
@@ -86,6 +89,11 @@ pub enum Command {
     Scores {
         #[command(subcommand)]
         command: ScoresCommand,
+    },
+    /// Google Classroom: the tenant's OAuth client, teachers' grants, connect links
+    Google {
+        #[command(subcommand)]
+        command: google_cli::GoogleCommand,
     },
     /// Write the Moodle plugin (local_lmsbridge) as DIR/local_lmsbridge.zip, ready for Moodle's
     /// Site administration > Plugins > Install plugins
@@ -446,6 +454,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Platform { command } => platform(config, command).await,
         Command::Deployment { command } => deployment(config, command).await,
         Command::Keys { command } => keys(config, command).await,
+        Command::Google { command } => google_cli::google(config, command).await,
         Command::MoodlePlugin { out } => {
             let path = crate::moodle_plugin::write_zip(&out)
                 .with_context(|| format!("cannot write the plugin zip into {}", out.display()))?;

@@ -65,10 +65,28 @@ async fn walk_launch_to_gradebook(r: &Running) {
     assert_eq!(r.lms.scores().len(), 1);
 }
 
+/// The demo's Google Classroom step ran: the teacher connected, the roster synced, and the
+/// grade the product sent through `POST /api/v1/scores` is in the simulated Classroom.
+async fn google_step_ran(r: &Running) {
+    let outcome = r
+        .google
+        .outcome(Duration::from_secs(60))
+        .await
+        .expect("the Google step finished")
+        .expect("the Google step succeeded");
+    assert_eq!(outcome.assigned_grade, Some(8.0), "{outcome:?}");
+    assert_eq!(outcome.max_points, 10.0);
+    assert!(outcome.members >= 8, "{outcome:?}");
+    let held = r.google.classroom.submissions(&outcome.course_work_id);
+    assert!(held.iter().any(|s| s.assigned_grade == Some(8.0) && s.state == "RETURNED"));
+    assert!(r.google.classroom.requests().iter().all(|q| q.invalid.is_none()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_student_launch_reaches_the_gradebook_on_sqlite() {
     let r = start(None).await;
     walk_launch_to_gradebook(&r).await;
+    google_step_ran(&r).await;
     stop(r).await;
 }
 
@@ -79,6 +97,7 @@ async fn demo_student_launch_reaches_the_gradebook_on_postgres() {
     };
     let r = start(Some(db.url.clone())).await;
     walk_launch_to_gradebook(&r).await;
+    google_step_ran(&r).await;
     stop(r).await;
     db.cleanup().await;
 }

@@ -4,6 +4,7 @@
 //! As the teacher, place the product's catalog items into the course by LTI Deep Linking
 //! (`/lms/deep_linking`): each graded item gets its own gradebook column.
 
+mod google;
 mod product;
 
 use anyhow::Context;
@@ -14,6 +15,7 @@ use testkit::{LmsConfig, SimulatedLms, ToolRegistration};
 use tokio::net::TcpListener;
 use url::Url;
 
+pub use google::{GoogleDemo, GoogleOutcome};
 pub use product::{CATALOG, DemoItem, SampleProduct};
 
 /// The demo tenant's name; reused across restarts.
@@ -31,12 +33,15 @@ pub struct Demo {
     pub start_url: Url,
     /// The course page where the teacher adds the product's items by deep linking.
     pub deep_linking_url: Url,
+    /// The Google Classroom step, run in the background once lmsbridge serves.
+    pub google: GoogleDemo,
 }
 
 impl Demo {
     /// Builds the app and registers the simulated LMS and the sample product with it.
     /// `settings.public_url` must already point at where the demo will be served.
-    pub async fn prepare(settings: Settings) -> anyhow::Result<Self> {
+    pub async fn prepare(mut settings: Settings) -> anyhow::Result<Self> {
+        let google = GoogleDemo::prepare(&mut settings).await?;
         let running = AppBuilder::new(settings.clone()).build().await?;
         let tool = ToolRegistration {
             client_id: DEMO_CLIENT_ID.into(),
@@ -104,7 +109,10 @@ impl Demo {
         )?;
         // Through the product API, like any product; it completes once lmsbridge serves.
         product.register_catalog_in_background();
+        google.configure(&running.app, &scope).await?;
+        google.run_in_background(settings.public(""), api_key.secret().to_owned());
         Ok(Self {
+            google,
             start_url: lms.home_url(),
             deep_linking_url: lms.deep_linking_page_url(),
             running,

@@ -10,6 +10,8 @@ pub struct Running {
     pub lms: testkit::SimulatedLms,
     /// The app's store, for tests that set up more than the demo does.
     pub store: store::Store,
+    /// The demo's Google Classroom step.
+    pub google: lmsbridge::demo::GoogleDemo,
     stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
     dir: std::path::PathBuf,
@@ -26,6 +28,7 @@ pub async fn start(database_url: Option<String>) -> Running {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (lms, product) = (d.lms.clone(), d.product.clone());
     let store = d.running.app.store().clone();
+    let google = d.google.clone();
     let server = tokio::spawn(lmsbridge::cli::run_server(
         listener,
         d.running,
@@ -46,6 +49,7 @@ pub async fn start(database_url: Option<String>) -> Running {
         demo_url: d.start_url,
         lms: d.lms,
         store,
+        google,
         stop,
         server,
         dir,
