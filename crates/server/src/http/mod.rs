@@ -106,7 +106,10 @@ pub fn router(app: App) -> Router {
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .route("/api/v1/scores:batch", post(scores_batch::submit_batch))
         // The Moodle plugin's batches (at most 1 MiB) are read and bounded by the handler.
-        .route("/moodle/events", post(moodle_events::receive))
+        .route(
+            "/moodle/events",
+            moodle_events::route(moodle_events::MAX_CONCURRENT_BATCHES),
+        )
         .with_state(app);
     with_middleware(routes)
 }

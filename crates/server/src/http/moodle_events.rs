@@ -12,8 +12,9 @@
 //!
 //! Whole-request refusals: 401 `{"error": "unknown_site" | "stale_timestamp" |
 //! "bad_signature"}`, 400 `{"error": "malformed_body", "detail": …}`, 413 for a body over
-//! 1 MiB or more than 500 events, 503 with `Retry-After` when the database cannot take the
-//! batch now. The plugin retries all but 400. Log lines carry the request id and the site id,
+//! 1 MiB or more than 500 events, 429 with `Retry-After` when this instance already works on
+//! [`MAX_CONCURRENT_BATCHES`] batches, 503 with `Retry-After` when the database cannot take
+//! the batch now. The plugin retries all but 400. Log lines carry the request id and the site id,
 //! never the body, the signature or the secret.
 
 use crate::App;
@@ -32,6 +33,29 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 /// The most events in one request.
 pub const MAX_EVENTS: usize = 500;
 
+/// Batches one instance works on at once; more are answered 429 with `Retry-After` rather
+/// than queued behind the database's writer (the plugin retries with backoff).
+pub const MAX_CONCURRENT_BATCHES: usize = 8;
+
+/// The route with its admission limit: a request that finds every permit taken is shed.
+pub fn route(concurrent: usize) -> axum::routing::MethodRouter<App> {
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrent));
+    axum::routing::post(receive).layer(axum::middleware::from_fn(
+        move |request: Request, next: axum::middleware::Next| {
+            let permits = permits.clone();
+            async move {
+                match permits.try_acquire_owned() {
+                    Ok(_permit) => next.run(request).await,
+                    Err(_) => {
+                        tracing::warn!("moodle events shed: too many batches in progress");
+                        Refusal::Overloaded.response()
+                    }
+                }
+            }
+        },
+    ))
+}
+
 /// What a refused request is answered (and logged) with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Refusal {
@@ -40,6 +64,7 @@ enum Refusal {
     BadSignature,
     BodyTooLarge,
     TooManyEvents,
+    Overloaded,
     Unavailable,
 }
 
@@ -51,10 +76,11 @@ impl Refusal {
             Self::BadSignature => (StatusCode::UNAUTHORIZED, "bad_signature"),
             Self::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             Self::TooManyEvents => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_events"),
+            Self::Overloaded => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         };
         let mut r = (status, Json(json!({"error": code}))).into_response();
-        if self == Self::Unavailable {
+        if matches!(self, Self::Overloaded | Self::Unavailable) {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
@@ -241,6 +267,44 @@ pub async fn receive(State(app): State<App>, request: Request) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn batches_beyond_the_limit_are_shed_with_retry_after() {
+        use tower::ServiceExt;
+        let dir = std::env::temp_dir().join(format!("lmsbridge-shed-{}", uuid::Uuid::new_v4()));
+        let mut settings =
+            crate::Settings::defaults_for("127.0.0.1:0".parse().unwrap(), dir.clone());
+        settings.master_key = Some(store::crypto::MasterKey::generate().to_base64());
+        let app = crate::AppBuilder::new(settings).build().await.unwrap().app;
+        // No permits: every batch is shed before anything is read.
+        let router = axum::Router::new()
+            .route("/moodle/events", route(0))
+            .with_state(app.clone());
+        let r = router
+            .oneshot(
+                Request::post("/moodle/events")
+                    .body(axum::body::Body::from("{}"))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "5");
+        // With a permit the request goes through to the checks.
+        let router = axum::Router::new()
+            .route("/moodle/events", route(1))
+            .with_state(app);
+        let r = router
+            .oneshot(
+                Request::post("/moodle/events")
+                    .body(axum::body::Body::from("{}"))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     #[test]
     fn signatures_use_the_printed_secret_or_its_bytes() {
