@@ -113,7 +113,7 @@ class get_enrolments extends external_api {
             'enrolments' => new external_multiple_structure(new external_single_structure([
                 'user_id' => new external_value(PARAM_INT, 'User id (the LTI sub)'),
                 'status' => new external_value(PARAM_INT, '0 active, 1 suspended'),
-                'roles' => new external_multiple_structure(new external_value(PARAM_ALPHANUMEXT, 'Role shortname')),
+                'roles' => new external_multiple_structure(new external_value(PARAM_RAW, 'Role shortname')),
                 'timestart' => new external_value(PARAM_INT, 'Enrolment start, 0 for none'),
                 'timeend' => new external_value(PARAM_INT, 'Enrolment end, 0 for none'),
                 'enrol' => new external_value(PARAM_PLUGIN, 'Enrolment method'),

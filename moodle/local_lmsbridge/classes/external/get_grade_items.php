@@ -101,7 +101,9 @@ class get_grade_items extends external_api {
                     NULL_ALLOWED),
                 'iteminstance' => new external_value(PARAM_INT, 'Activity instance id for mod items', VALUE_REQUIRED, null,
                     NULL_ALLOWED),
-                'itemname' => new external_value(PARAM_TEXT, 'Name (null for the course total)', VALUE_REQUIRED, null,
+                // Raw: Moodle checks returned values strictly, and a name with markup would make
+                // PARAM_TEXT refuse the whole answer.
+                'itemname' => new external_value(PARAM_RAW, 'Name (null for the course total)', VALUE_REQUIRED, null,
                     NULL_ALLOWED),
                 'grademax' => new external_value(PARAM_FLOAT, 'Maximum grade'),
                 'grademin' => new external_value(PARAM_FLOAT, 'Minimum grade'),

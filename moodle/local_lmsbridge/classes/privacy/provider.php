@@ -117,10 +117,10 @@ class provider implements
         $context = $userlist->get_context();
         if ($context->contextlevel == CONTEXT_COURSE) {
             $params = ['courseid' => $context->instanceid];
-            $userlist->add_from_sql('userid', 'SELECT userid FROM {' . self::TABLE . '} WHERE courseid = :courseid',
-                $params);
-            $userlist->add_from_sql('actorid', 'SELECT actorid FROM {' . self::TABLE . '} WHERE courseid = :courseid',
-                $params);
+            $userlist->add_from_sql('userid',
+                'SELECT userid FROM {' . self::TABLE . '} WHERE courseid = :courseid AND userid > 0', $params);
+            $userlist->add_from_sql('actorid',
+                'SELECT actorid FROM {' . self::TABLE . '} WHERE courseid = :courseid AND actorid > 0', $params);
         } else if ($context->contextlevel == CONTEXT_USER) {
             $userlist->add_from_sql('userid',
                 'SELECT userid FROM {' . self::TABLE . '} WHERE courseid = 0 AND userid = :userid',
