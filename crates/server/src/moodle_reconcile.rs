@@ -327,114 +327,17 @@ impl MoodleReconciler {
         let enrolments = self
             .call(ws, f, &[("courseid", course.to_string())])
             .await?;
-        // Moodle may list a user once per enrolment method: active through any active one.
-        let mut listed: BTreeMap<i64, (bool, Vec<String>, Value)> = BTreeMap::new();
-        for e in enrolments
+        let listed = enrolments
             .get("enrolments")
             .and_then(Value::as_array)
-            .ok_or(ReconcileError::Shape(f))?
-        {
-            let (Some(user), Some(status)) = (field(e, "user_id"), field(e, "status")) else {
-                return Err(ReconcileError::Shape(f));
-            };
-            if user <= 0 {
-                continue;
-            }
-            let roles: Vec<String> = e
-                .get("roles")
-                .and_then(Value::as_array)
-                .map(|r| {
-                    r.iter()
-                        .filter_map(|x| x.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let entry = listed
-                .entry(user)
-                .or_insert_with(|| (false, Vec::new(), e.clone()));
-            entry.0 |= status == 0;
-            for r in roles {
-                if !entry.1.contains(&r) {
-                    entry.1.push(r);
-                }
-            }
-        }
+            .ok_or(ReconcileError::Shape(f))?;
         let t = self.store.tenant(scope);
-        let mut known: HashMap<i64, Vec<store::KnownMoodleEnrolment>> = HashMap::new();
+        let mut known: BTreeMap<i64, Vec<store::KnownMoodleEnrolment>> = BTreeMap::new();
         for k in t.known_moodle_enrolments(site, course).await? {
             known.entry(k.user_id).or_default().push(k);
         }
-        for (user, (active, roles, raw)) in &listed {
-            let methods = known.get(user).map(Vec::as_slice).unwrap_or_default();
-            let known_active = methods.iter().any(|m| m.status == "active");
-            if methods.is_empty() || (*active && !known_active) {
-                let status = if *active {
-                    MoodleEnrolStatus::Active
-                } else {
-                    MoodleEnrolStatus::Suspended
-                };
-                let stamp: i64 = methods.iter().map(|m| m.state_at).max().unwrap_or(0);
-                events.push(made_up(
-                    format!("rc:en:{course}:{user}:{}:{stamp}", status.as_str()),
-                    MoodleEventName::UserEnrolmentCreated,
-                    now,
-                    course,
-                    *user,
-                    None,
-                    MoodleEventData::Enrolment {
-                        enrol: RECONCILED_ENROL.to_owned(),
-                        status,
-                        time_start: field(raw, "timestart"),
-                        time_end: field(raw, "timeend"),
-                        roles: roles.clone(),
-                    },
-                    json!({"reconciled": raw}),
-                ));
-            } else if !*active && known_active {
-                for m in methods.iter().filter(|m| m.status == "active") {
-                    events.push(made_up(
-                        format!("rc:es:{course}:{user}:{}:{}", m.enrol, m.state_at),
-                        MoodleEventName::UserEnrolmentUpdated,
-                        now,
-                        course,
-                        *user,
-                        None,
-                        MoodleEventData::Enrolment {
-                            enrol: m.enrol.clone(),
-                            status: MoodleEnrolStatus::Suspended,
-                            time_start: None,
-                            time_end: None,
-                            roles: Vec::new(),
-                        },
-                        json!({"reconciled": raw}),
-                    ));
-                }
-            }
-        }
-        // Known enrolments Moodle no longer lists were deleted while events were lost.
-        for (user, methods) in &known {
-            if listed.contains_key(user) {
-                continue;
-            }
-            for m in methods {
-                events.push(made_up(
-                    format!("rc:ed:{course}:{user}:{}:{}", m.enrol, m.state_at),
-                    MoodleEventName::UserEnrolmentDeleted,
-                    now,
-                    course,
-                    *user,
-                    None,
-                    MoodleEventData::Enrolment {
-                        enrol: m.enrol.clone(),
-                        status: MoodleEnrolStatus::Deleted,
-                        time_start: None,
-                        time_end: None,
-                        roles: Vec::new(),
-                    },
-                    json!({"reconciled": "not listed by Moodle"}),
-                ));
-            }
-        }
+        events
+            .extend(enrolment_events(course, now, listed, &known).ok_or(ReconcileError::Shape(f))?);
 
         let total = events.len();
         let (mut accepted, mut duplicates) = (0, 0);
@@ -445,6 +348,174 @@ impl MoodleReconciler {
         }
         Ok((total, accepted, duplicates))
     }
+}
+
+/// One enrolment as Moodle lists it now.
+struct Listed {
+    user: i64,
+    /// The enrolment method, when the plugin says (it does; the wire contract does not
+    /// promise it).
+    enrol: Option<String>,
+    active: bool,
+    roles: Vec<String>,
+    raw: Value,
+}
+
+fn listed(entries: &[Value]) -> Option<Vec<Listed>> {
+    entries
+        .iter()
+        .map(|e| {
+            let user = field(e, "user_id")?;
+            let status = field(e, "status")?;
+            let roles = e
+                .get("roles")
+                .and_then(Value::as_array)
+                .map(|r| {
+                    r.iter()
+                        .filter_map(|x| x.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some(Listed {
+                user,
+                enrol: e
+                    .get("enrol")
+                    .and_then(Value::as_str)
+                    .filter(|m| !m.is_empty() && *m != RECONCILED_ENROL)
+                    .map(str::to_owned),
+                active: status == 0,
+                roles,
+                raw: e.clone(),
+            })
+        })
+        .filter(|l| l.as_ref().is_none_or(|l| l.user > 0))
+        .collect()
+}
+
+/// The events that bring the enrolments the events built (`known`, per user) to what Moodle
+/// lists now. With methods listed, each method is compared; without, a user's methods are
+/// compared as a whole and what Moodle shows is kept under the method `reconciled`. `None`
+/// when the answer is not the plugin's shape.
+fn enrolment_events(
+    course: i64,
+    now: i64,
+    entries: &[Value],
+    known: &BTreeMap<i64, Vec<store::KnownMoodleEnrolment>>,
+) -> Option<Vec<MoodleEvent>> {
+    let listed = listed(entries)?;
+    let mut events = Vec::new();
+    let enrolment = |id: String, name, user, enrol: &str, status, l: Option<&Listed>| {
+        made_up(
+            id,
+            name,
+            now,
+            course,
+            user,
+            None,
+            MoodleEventData::Enrolment {
+                enrol: enrol.to_owned(),
+                status,
+                time_start: l.and_then(|l| field(&l.raw, "timestart")),
+                time_end: l.and_then(|l| field(&l.raw, "timeend")),
+                roles: l.map(|l| l.roles.clone()).unwrap_or_default(),
+            },
+            l.map_or_else(
+                || json!({"reconciled": "not listed by Moodle"}),
+                |l| json!({"reconciled": l.raw}),
+            ),
+        )
+    };
+    let status_of = |active: bool| {
+        if active {
+            MoodleEnrolStatus::Active
+        } else {
+            MoodleEnrolStatus::Suspended
+        }
+    };
+    let by_method = !listed.is_empty() && listed.iter().all(|l| l.enrol.is_some());
+    let mut still_listed: HashMap<(i64, String), ()> = HashMap::new();
+    if by_method {
+        for l in &listed {
+            let enrol = l.enrol.clone().unwrap_or_default();
+            still_listed.insert((l.user, enrol.clone()), ());
+            let mine = known
+                .get(&l.user)
+                .and_then(|ms| ms.iter().find(|m| m.enrol == enrol));
+            let status = status_of(l.active);
+            if mine.is_some_and(|m| m.status == status.as_str()) {
+                continue;
+            }
+            let stamp = mine.map_or(0, |m| m.state_at);
+            events.push(enrolment(
+                format!(
+                    "rc:em:{course}:{}:{enrol}:{}:{stamp}",
+                    l.user,
+                    status.as_str()
+                ),
+                MoodleEventName::UserEnrolmentUpdated,
+                l.user,
+                &enrol,
+                status,
+                Some(l),
+            ));
+        }
+    } else {
+        // Moodle may list a user once per method: active through any active one.
+        let mut users: BTreeMap<i64, &Listed> = BTreeMap::new();
+        for l in &listed {
+            let e = users.entry(l.user).or_insert(l);
+            if l.active && !e.active {
+                *e = l;
+            }
+        }
+        for (user, l) in &users {
+            let methods = known.get(user).map(Vec::as_slice).unwrap_or_default();
+            for m in methods {
+                still_listed.insert((*user, m.enrol.clone()), ());
+            }
+            let known_active = methods.iter().any(|m| m.status == "active");
+            if methods.is_empty() || (l.active && !known_active) {
+                let status = status_of(l.active);
+                let stamp: i64 = methods.iter().map(|m| m.state_at).max().unwrap_or(0);
+                events.push(enrolment(
+                    format!("rc:en:{course}:{user}:{}:{stamp}", status.as_str()),
+                    MoodleEventName::UserEnrolmentCreated,
+                    *user,
+                    RECONCILED_ENROL,
+                    status,
+                    Some(l),
+                ));
+            } else if !l.active && known_active {
+                for m in methods.iter().filter(|m| m.status == "active") {
+                    events.push(enrolment(
+                        format!("rc:es:{course}:{user}:{}:{}", m.enrol, m.state_at),
+                        MoodleEventName::UserEnrolmentUpdated,
+                        *user,
+                        &m.enrol,
+                        MoodleEnrolStatus::Suspended,
+                        None,
+                    ));
+                }
+            }
+        }
+    }
+    // Known enrolments Moodle no longer lists were deleted while events were lost.
+    for (user, methods) in known {
+        for m in methods {
+            if still_listed.contains_key(&(*user, m.enrol.clone())) {
+                continue;
+            }
+            events.push(enrolment(
+                format!("rc:ed:{course}:{user}:{}:{}", m.enrol, m.state_at),
+                MoodleEventName::UserEnrolmentDeleted,
+                *user,
+                &m.enrol,
+                MoodleEnrolStatus::Deleted,
+                None,
+            ));
+        }
+    }
+    Some(events)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -630,6 +630,7 @@ async fn reconciliation_fills_what_events_missed_during_downtime() {
                 roles: vec!["student".into()],
                 timestart: 0,
                 timeend: 0,
+                enrol: None,
             };
             m.enrolments.insert(12, vec![student(2), student(3)]);
             m.failing_courses.insert(13);
@@ -748,6 +749,99 @@ async fn reconciliation_fills_what_events_missed_during_downtime() {
             .unwrap();
         let err = reconciler.reconcile_site(&s.scope, &s.id).await;
         assert!(err.is_err(), "an unpaired site is not reconciled");
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn reconciliation_compares_enrolment_methods_when_moodle_lists_them() {
+    for db in TestDatabase::all().await.unwrap() {
+        let h = Harness::start(&db).await;
+        let moodle = SpawnedMoodleWs::spawn("tok").await.unwrap();
+        let s = h.site("methods", &moodle.url, Some("tok")).await;
+        let now = now_secs();
+        let by = |id: &str, seq, enrol: &str, user| {
+            ev(
+                id,
+                seq,
+                "user_enrolment_created",
+                now - 3600,
+                20,
+                user,
+                None,
+                json!({"enrol": enrol, "status": 0, "timestart": 0, "timeend": 0, "roles": ["student"]}),
+            )
+        };
+        let (st, _, _) = h
+            .send(
+                &s,
+                json!([by("m-1", 1, "manual", 7), by("m-2", 2, "self", 7)]),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK);
+        h.webhooks().await;
+        // Meanwhile: user 7's manual enrolment suspended and self enrolment removed; user 8
+        // enrolled by cohort.
+        let listed = |user, status, enrol: &str| WsEnrolment {
+            user_id: user,
+            status,
+            roles: vec!["student".into()],
+            timestart: 0,
+            timeend: 0,
+            enrol: Some(enrol.into()),
+        };
+        moodle
+            .data
+            .lock()
+            .unwrap()
+            .enrolments
+            .insert(20, vec![listed(7, 1, "manual"), listed(8, 0, "cohort")]);
+        let reconciler =
+            MoodleReconciler::new(h.store.clone(), reqwest::Client::new(), h.master.clone());
+        let report = reconciler.reconcile_site(&s.scope, &s.id).await.unwrap();
+        assert!(
+            report.courses.iter().all(|c| c.error.is_none()),
+            "{report:?}"
+        );
+        let course = moodle_context_id(s.platform, 20);
+        let t = h.store.tenant(&s.scope);
+        let status = |u| {
+            let t = t.clone();
+            async move {
+                t.moodle_progress(moodle_person_id(s.platform, u), course)
+                    .await
+                    .unwrap()
+                    .enrollment_status
+            }
+        };
+        assert_eq!(
+            status(7).await,
+            Some(EnrollmentStatus::Inactive),
+            "only a suspended method left"
+        );
+        assert_eq!(status(8).await, Some(EnrollmentStatus::Active));
+        let mut changed: Vec<(String, String)> = h
+            .webhooks()
+            .await
+            .into_iter()
+            .map(|(_, d)| {
+                (
+                    d["platform_user_id"].as_str().unwrap().to_owned(),
+                    d["status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        changed.sort();
+        assert_eq!(
+            changed,
+            [
+                ("7".to_owned(), "inactive".to_owned()),
+                ("8".to_owned(), "active".to_owned())
+            ]
+        );
+        let again = reconciler.reconcile_site(&s.scope, &s.id).await.unwrap();
+        assert!(again.courses.iter().all(|c| c.accepted == 0), "{again:?}");
+        assert!(h.webhooks().await.is_empty());
         db.cleanup().await;
     }
 }

@@ -37,6 +37,9 @@ pub struct WsEnrolment {
     pub roles: Vec<String>,
     pub timestart: i64,
     pub timeend: i64,
+    /// The enrolment method; the plugin sends it, the wire contract does not promise it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enrol: Option<String>,
 }
 
 /// A call the fake received (the token is not kept).
