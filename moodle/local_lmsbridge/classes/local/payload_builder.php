@@ -85,7 +85,8 @@ final class payload_builder {
             'name' => $name,
             'courseid' => (int)($data['courseid'] ?? 0),
             'userid' => (int)($data['relateduserid'] ?? 0),
-            'actorid' => (int)($data['userid'] ?? 0),
+            // Only a grade keeps who made the change (the grader): nothing else needs it.
+            'actorid' => 0,
             'cmid' => null,
             'timecreated' => (int)($data['timecreated'] ?? 0),
         ];

@@ -1,0 +1,317 @@
+<?php
+// This file is part of lmsbridge's tests of the Moodle plugin local_lmsbridge.
+//
+// The few Moodle APIs the plugin's Moodle-facing classes call (observer, db_outbox, the send
+// task, moodle_curl_transport), faked in memory so those classes run under plain PHPUnit. The
+// fakes follow Moodle's documented behaviour for the calls used; they prove the glue code runs
+// and does what it should with those answers, not that Moodle answers that way.
+
+namespace {
+
+    define('IGNORE_MISSING', 0);
+    define('MUST_EXIST', 2);
+    define('DEBUG_NORMAL', 15);
+
+    /** Records of debugging() and mtrace(). */
+    final class fake_moodle_log {
+        /** @var string[] */
+        public static $debugging = [];
+        /** @var string[] */
+        public static $mtrace = [];
+    }
+
+    /** Plugin settings by plugin, then name. */
+    final class fake_moodle_config {
+        /** @var array */
+        public static $values = [];
+    }
+
+    /**
+     * Tables as arrays of rows. Selects understand "field op :param" joined by AND, which is all
+     * the plugin's db_outbox uses.
+     */
+    final class fake_moodle_database {
+        /** @var array table => id => stdClass */
+        public $tables = [];
+        /** @var int[] */
+        private $nextid = [];
+        /** @var bool make the next insert fail */
+        public $failinsert = false;
+
+        private function matches(\stdClass $row, array $conditions): bool {
+            foreach ($conditions as $field => $value) {
+                if ((string)$row->$field !== (string)$value) {
+                    return false;
+                }
+            }
+            return true;
+        }
+
+        private function select(string $table, string $select, array $params): array {
+            $rows = [];
+            foreach ($this->tables[$table] ?? [] as $row) {
+                $ok = true;
+                foreach (explode(' AND ', $select) as $clause) {
+                    if (!preg_match('/^(\w+) (=|<=|>=|<|>) :(\w+)$/', trim($clause), $m)) {
+                        throw new \coding_exception("fake DB cannot evaluate: $clause");
+                    }
+                    $a = $row->{$m[1]};
+                    $b = $params[$m[3]];
+                    $ok = $ok && ($m[2] === '=' ? $a == $b : ($m[2] === '<=' ? $a <= $b
+                        : ($m[2] === '>=' ? $a >= $b : ($m[2] === '<' ? $a < $b : $a > $b))));
+                }
+                if ($ok) {
+                    $rows[$row->id] = clone $row;
+                }
+            }
+            return $rows;
+        }
+
+        private static function limit(array $rows, string $sort, int $from, int $limit): array {
+            $desc = stripos($sort, 'DESC') !== false;
+            $desc ? krsort($rows) : ksort($rows);
+            return array_slice($rows, $from, $limit > 0 ? $limit : null, true);
+        }
+
+        public function get_records_select($table, $select, array $params = null, $sort = '', $fields = '*',
+                $from = 0, $limit = 0) {
+            return self::limit($this->select($table, $select, $params ?? []), $sort, $from, $limit);
+        }
+
+        public function get_records($table, array $conditions = null, $sort = '', $fields = '*', $from = 0, $limit = 0) {
+            $rows = array_filter($this->tables[$table] ?? [], function ($r) use ($conditions) {
+                return $this->matches($r, $conditions ?? []);
+            });
+            return self::limit(array_map(function ($r) {
+                return clone $r;
+            }, $rows), $sort, $from, $limit);
+        }
+
+        public function get_record($table, array $conditions, $fields = '*') {
+            $rows = $this->get_records($table, $conditions);
+            return $rows ? reset($rows) : false;
+        }
+
+        public function record_exists($table, array $conditions) {
+            return (bool)$this->get_record($table, $conditions);
+        }
+
+        public function count_records($table, array $conditions = null) {
+            return count($this->get_records($table, $conditions));
+        }
+
+        public function insert_record($table, $dataobject) {
+            if ($this->failinsert) {
+                throw new \dml_exception('insert failed');
+            }
+            $id = $this->nextid[$table] = ($this->nextid[$table] ?? 0) + 1;
+            $row = clone (object)$dataobject;
+            $row->id = $id;
+            $this->tables[$table][$id] = $row;
+            return $id;
+        }
+
+        public function update_record($table, $dataobject) {
+            foreach ((array)$dataobject as $field => $value) {
+                $this->tables[$table][$dataobject->id]->$field = $value;
+            }
+            return true;
+        }
+
+        public function delete_records_list($table, $field, array $values) {
+            foreach ($this->tables[$table] ?? [] as $id => $row) {
+                if (in_array($row->$field, $values)) {
+                    unset($this->tables[$table][$id]);
+                }
+            }
+            return true;
+        }
+
+        public function execute($sql, array $params = null) {
+            if (!preg_match('/^UPDATE \{(\w+)\} SET value = value \+ 1, timemodified = :now WHERE name = :name$/', $sql, $m)) {
+                throw new \coding_exception("fake DB cannot execute: $sql");
+            }
+            foreach ($this->tables[$m[1]] ?? [] as $row) {
+                if ($row->name === $params['name']) {
+                    $row->value++;
+                    $row->timemodified = $params['now'];
+                }
+            }
+            return true;
+        }
+    }
+
+    class moodle_exception extends \Exception {
+    }
+
+    class coding_exception extends moodle_exception {
+    }
+
+    class dml_exception extends moodle_exception {
+    }
+
+    /** Moodle's curl class: the answer comes from a callable the test sets. */
+    class curl {
+        /** @var callable function (string $url, string[] $headers, string $body): array [status, headers, body] */
+        public static $answer;
+        /** @var array[] requests */
+        public static $requests = [];
+        /** @var string */
+        public $error = '';
+        /** @var string[] */
+        private $headers = [];
+        /** @var array */
+        private $info = [];
+        /** @var array */
+        private $response = [];
+
+        public function setHeader($header) {
+            $this->headers = array_merge($this->headers, (array)$header);
+        }
+
+        public function post($url, $params = '', $options = []) {
+            self::$requests[] = ['url' => $url, 'headers' => $this->headers, 'body' => $params, 'options' => $options];
+            [$status, $headers, $body] = (self::$answer)($url, $this->headers, $params);
+            $this->info = ['http_code' => $status];
+            $this->response = $headers;
+            return $body;
+        }
+
+        public function get_errno() {
+            return 0;
+        }
+
+        public function get_info() {
+            return $this->info;
+        }
+
+        public function getResponse() {
+            return $this->response;
+        }
+    }
+
+    class context_course {
+        /** @var int */
+        public $id;
+        /** @var int */
+        public $instanceid;
+
+        public static function instance($courseid, $strictness = MUST_EXIST) {
+            $c = new context_course();
+            $c->instanceid = (int)$courseid;
+            $c->id = 1000 + (int)$courseid;
+            return $c;
+        }
+    }
+
+    function get_config($plugin, $name = null) {
+        $values = fake_moodle_config::$values[$plugin] ?? [];
+        if ($name === null) {
+            return (object)$values;
+        }
+        return $values[$name] ?? false;
+    }
+
+    function set_config($name, $value, $plugin = null) {
+        fake_moodle_config::$values[$plugin][$name] = (string)$value;
+        return true;
+    }
+
+    function debugging($message = '', $level = DEBUG_NORMAL) {
+        fake_moodle_log::$debugging[] = $message;
+        return true;
+    }
+
+    function mtrace($string) {
+        fake_moodle_log::$mtrace[] = $string;
+    }
+
+    function get_string($identifier, $component = '') {
+        return "[[$identifier]]";
+    }
+
+    /** @var array course module id => (object)[modname, instance] */
+    $GLOBALS['FAKE_COURSE_MODULES'] = [];
+    /** @var array "contextid/userid" => role shortnames */
+    $GLOBALS['FAKE_ROLES'] = [];
+
+    function get_coursemodule_from_id($modulename, $cmid, $courseid = 0, $sectionnum = false, $strictness = IGNORE_MISSING) {
+        return $GLOBALS['FAKE_COURSE_MODULES'][$cmid] ?? false;
+    }
+
+    function get_user_roles($context, $userid = 0, $checkparentcontexts = true) {
+        $roles = [];
+        foreach ($GLOBALS['FAKE_ROLES'][$context->id . '/' . $userid] ?? [] as $i => $shortname) {
+            $roles[$i + 1] = (object)['id' => $i + 1, 'shortname' => $shortname];
+        }
+        return $roles;
+    }
+}
+
+namespace core\task {
+    abstract class scheduled_task {
+        abstract public function get_name();
+        abstract public function execute();
+    }
+}
+
+namespace core\event {
+    /** An event as observers see it: get_data() and record snapshots. */
+    abstract class base {
+        /** @var array */
+        protected $data;
+        /** @var array table => id => record */
+        private $snapshots = [];
+
+        public static function fake(array $data, array $snapshots = []): self {
+            $event = new static();
+            $event->data = array_merge([
+                'eventname' => '\\' . static::class, 'component' => 'core', 'objectid' => null,
+                'contextinstanceid' => 0, 'userid' => 2, 'courseid' => 0, 'relateduserid' => null,
+                'other' => null, 'timecreated' => time(),
+            ], $data);
+            $event->snapshots = $snapshots;
+            return $event;
+        }
+
+        public function __get($name) {
+            return $this->data[$name] ?? null;
+        }
+
+        public function get_data() {
+            return $this->data;
+        }
+
+        public function get_record_snapshot($table, $id) {
+            global $DB;
+            if (isset($this->snapshots[$table][$id])) {
+                return clone $this->snapshots[$table][$id];
+            }
+            return $DB->get_record($table, ['id' => $id]);
+        }
+    }
+
+    class course_completed extends base {
+    }
+
+    class course_module_completion_updated extends base {
+    }
+
+    class user_enrolment_created extends base {
+    }
+
+    class user_enrolment_updated extends base {
+    }
+
+    class user_enrolment_deleted extends base {
+    }
+
+    class user_graded extends base {
+    }
+
+    class course_module_created extends base {
+    }
+
+    class user_deleted extends base {
+    }
+}
