@@ -126,8 +126,11 @@ struct PushBody {
 struct PushMessage {
     #[serde(default)]
     data: Option<String>,
-    #[serde(default, alias = "message_id")]
+    #[serde(default)]
     message_id: Option<String>,
+    /// Pub/Sub sends the id under both spellings.
+    #[serde(default, rename = "message_id")]
+    message_id_snake: Option<String>,
 }
 
 /// A Classroom notification (the message's `data`, base64 JSON).
@@ -191,6 +194,7 @@ pub async fn receive(State(app): State<App>, headers: HeaderMap, body: Bytes) ->
     let Some(message_id) = push
         .message
         .message_id
+        .or(push.message.message_id_snake)
         .filter(|m| !m.is_empty() && m.len() <= 200)
     else {
         return refuse(StatusCode::BAD_REQUEST, "message_id_missing");
