@@ -191,6 +191,18 @@ impl Harness {
     }
 }
 
+async fn wait_sync(h: &Harness, id: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let v = h.get(&format!("api/v1/roster-syncs/{id}")).await;
+        if v["state"] == "done" || v["state"] == "failed" {
+            return v;
+        }
+        assert!(started.elapsed() < PATIENCE, "sync stuck: {v:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_sync_create_and_grade_through_classroom() {
     let pg = store::testing::TestDatabase::postgres().await.unwrap();
@@ -315,15 +327,7 @@ async fn run(db: Option<String>) {
     assert_eq!(s, 201, "{linked:#}");
     let context = linked["course"]["context_id"].as_str().unwrap().to_owned();
     let sync_id = linked["sync"]["id"].as_str().unwrap().to_owned();
-    let started = Instant::now();
-    let sync = loop {
-        let v = h.get(&format!("api/v1/roster-syncs/{sync_id}")).await;
-        if v["state"] == "done" || v["state"] == "failed" {
-            break v;
-        }
-        assert!(started.elapsed() < PATIENCE, "sync stuck: {v:#}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let sync = wait_sync(&h, &sync_id).await;
     assert_eq!(sync["state"], "done", "{sync:#}");
     assert!(
         sync["pages_fetched"].as_i64().unwrap() >= 2,
@@ -372,6 +376,66 @@ async fn run(db: Option<String>) {
         "emails with profile.emails"
     );
     let person = member["person_id"].clone();
+
+    // 3b. Per-course isolation: a second course whose domain admin has not allowed the
+    //     Classroom API fails its sync with a clear state; the first course is untouched.
+    let stats = courses["courses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "Geometry")
+        .expect("the teacher teaches Geometry")["course_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, other) = h
+        .post(
+            "api/v1/google/courses",
+            json!({"grant_id": grant_id, "course_id": stats}),
+        )
+        .await;
+    assert_eq!(s, 201, "{other:#}");
+    let other_context = other["course"]["context_id"].as_str().unwrap().to_owned();
+    wait_sync(&h, other["sync"]["id"].as_str().unwrap()).await;
+    h.fake.faults().fail_next(
+        1,
+        ClassroomFault::Error {
+            http_status: 403,
+            status: "PERMISSION_DENIED".into(),
+            message: "@ClassroomApiDisabled The user is not permitted to access the Classroom API."
+                .into(),
+        },
+    );
+    let (s, resync) = h
+        .post(&format!("api/v1/contexts/{other_context}/sync"), json!({}))
+        .await;
+    assert_eq!(s, 202, "{resync:#}");
+    let failed = wait_sync(&h, resync["id"].as_str().unwrap()).await;
+    assert_eq!(failed["state"], "failed", "{failed:#}");
+    assert_eq!(
+        failed["error"]["code"], "admin_approval_required",
+        "{failed:#}"
+    );
+    let status = h.get("api/v1/google").await;
+    let state_of = |id: &str| {
+        status["courses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["context_id"] == id)
+            .unwrap()["access_state"]
+            .clone()
+    };
+    assert_eq!(state_of(&other_context), "admin_approval_required");
+    assert_eq!(state_of(&context), "ok");
+    let (s, again) = h
+        .post(&format!("api/v1/contexts/{context}/sync"), json!({}))
+        .await;
+    assert_eq!(s, 202, "{again:#}");
+    assert_eq!(
+        wait_sync(&h, again["id"].as_str().unwrap()).await["state"],
+        "done"
+    );
 
     // 4. courseWork through the API; a score lands as a draft grade, scaled to maxPoints.
     let (s, draft) = h

@@ -78,10 +78,67 @@ pub trait ClassroomGrants: Send + Sync + std::fmt::Debug {
     async fn grant_revoked(&self, platform: &PlatformEndpoints, grant_id: &str, reason: &str);
 }
 
+/// Google's per-user Classroom quota: 1,200 requests a minute, measured as a moving
+/// average (Classroom API "Usage limits").
+pub const USER_REQUESTS_PER_MINUTE: f64 = 1200.0;
+
+/// Paces the requests made with each teacher's grant to Google's per-user quota: a token
+/// bucket per grant that refills at the quota's rate and holds a second's worth, so bursts
+/// stay small and the moving average never goes over. Requests reserve their slot and wait
+/// for it; nothing is dropped.
+#[derive(Debug)]
+struct UserPacer {
+    per_sec: f64,
+    burst: f64,
+    buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
+}
+
+impl UserPacer {
+    fn new(per_minute: f64) -> Self {
+        let per_sec = (per_minute / 60.0).max(0.01);
+        Self {
+            per_sec,
+            burst: per_sec.max(1.0),
+            buckets: std::sync::Mutex::default(),
+        }
+    }
+
+    /// How long the next request of `grant` must wait, its slot reserved.
+    fn reserve(&self, grant: &str) -> std::time::Duration {
+        let now = std::time::Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        // Full buckets hold nothing worth keeping; keeps the map to busy grants.
+        if buckets.len() > 10_000 {
+            let (per_sec, burst) = (self.per_sec, self.burst);
+            buckets.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * per_sec < burst
+            });
+        }
+        let (tokens, at) = buckets.entry(grant.to_owned()).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_sec).min(self.burst);
+        *at = now;
+        *tokens -= 1.0;
+        if *tokens >= 0.0 {
+            std::time::Duration::ZERO
+        } else {
+            std::time::Duration::from_secs_f64(-*tokens / self.per_sec)
+        }
+    }
+
+    async fn pace(&self, grant: &str) {
+        let wait = self.reserve(grant);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
 /// Sends to Google Classroom.
 #[derive(Debug, Clone)]
 pub struct ClassroomAdapter {
     grants: Arc<dyn ClassroomGrants>,
+    /// Each teacher's requests paced to Google's per-user quota.
+    pacer: Arc<UserPacer>,
     /// Grants and submissions for add-on attachment scores ([`crate::classroom_addon`]).
     add_ons: Option<Arc<dyn crate::AddOnGrants>>,
 }
@@ -95,8 +152,14 @@ enum RosterList {
 
 impl ClassroomAdapter {
     pub fn new(grants: Arc<dyn ClassroomGrants>) -> Self {
+        Self::with_user_quota(grants, USER_REQUESTS_PER_MINUTE)
+    }
+
+    /// An adapter pacing each teacher's requests to `per_minute` (Google's quota by default).
+    pub fn with_user_quota(grants: Arc<dyn ClassroomGrants>, per_minute: f64) -> Self {
         Self {
             grants,
+            pacer: Arc::new(UserPacer::new(per_minute)),
             add_ons: None,
         }
     }
@@ -138,6 +201,7 @@ impl ClassroomAdapter {
             .course_grant(&request.platform, course.as_str())
             .await
             .map_err(RosterError::Grant)?;
+        self.pacer.pace(&grant.grant_id).await;
         let page = match list {
             RosterList::Students => {
                 grant
@@ -189,11 +253,16 @@ pub enum RosterError {
 }
 
 impl RosterError {
-    /// A stable code for the sync's failure.
+    /// A stable code for the sync's failure. `@ClassroomApiDisabled` (the domain admin has
+    /// not turned the Classroom API on for these users) counts as the admin approval it
+    /// needs, like Google's policy refusals.
     pub fn code(&self) -> &'static str {
         match self {
             Self::BadUrl => "invalid_roster_url",
             Self::Grant(_) => "no_google_grant",
+            Self::Api(e) if e.error_type() == Some("ClassroomApiDisabled") => {
+                "admin_approval_required"
+            }
             Self::Api(e) => e.code(),
         }
     }
@@ -272,7 +341,8 @@ fn roster_url(from: &Url, list: RosterList, token: Option<&str>) -> Url {
     let size = page_size(from);
     url.set_query(None);
     if let Some(n) = size {
-        url.query_pairs_mut().append_pair("pageSize", &n.to_string());
+        url.query_pairs_mut()
+            .append_pair("pageSize", &n.to_string());
     }
     if let Ok(mut segments) = url.path_segments_mut() {
         segments.pop().push(match list {
@@ -396,6 +466,7 @@ impl LmsAdapter for ClassroomAdapter {
         let work = CourseWorkId::new(course_work_id.as_str());
         let user = UserRef::Id(UserId::new(score.platform_user_id.as_str()));
         let creds = &grant.credentials;
+        self.pacer.pace(&grant.grant_id).await;
         let submissions = match grant
             .client
             .submissions_page(creds, &course, &work, Some(&user), None)
@@ -422,6 +493,7 @@ impl LmsAdapter for ClassroomAdapter {
             GradeField::Assigned => GradeUpdate::assigned(points),
             GradeField::Both => GradeUpdate::both(points),
         };
+        self.pacer.pace(&grant.grant_id).await;
         if let Err(e) = grant
             .client
             .patch_grades(creds, &course, &work, &submission.id, update)
@@ -441,6 +513,7 @@ impl LmsAdapter for ClassroomAdapter {
             grant.max_points, submission.id
         );
         if grant.return_on_grade {
+            self.pacer.pace(&grant.grant_id).await;
             if let Err(e) = grant
                 .client
                 .return_submission(creds, &course, &work, &submission.id)
@@ -495,6 +568,35 @@ mod tests {
         assert!(
             parse_roster_url(&Url::parse("https://x/v2/courses/1/students").unwrap()).is_none()
         );
+    }
+
+    #[test]
+    fn each_teacher_is_paced_to_the_per_user_quota() {
+        let pacer = UserPacer::new(1200.0);
+        // A second's worth goes at once, then one every 50 ms.
+        for _ in 0..20 {
+            assert_eq!(pacer.reserve("ada"), Duration::ZERO);
+        }
+        let next = pacer.reserve("ada");
+        assert!(
+            next > Duration::from_millis(40) && next <= Duration::from_millis(50),
+            "{next:?}"
+        );
+        let later = pacer.reserve("ada");
+        assert!(
+            later > Duration::from_millis(90) && later <= Duration::from_millis(100),
+            "{later:?}"
+        );
+        // Another teacher has a quota of their own.
+        assert_eq!(pacer.reserve("grace"), Duration::ZERO);
+        // Over a minute, no more than the quota (plus the initial second's burst).
+        let p = UserPacer::new(1200.0);
+        let waits: Vec<Duration> = (0..1300).map(|_| p.reserve("x")).collect();
+        let within_a_minute = waits
+            .iter()
+            .filter(|w| **w < Duration::from_secs(60))
+            .count();
+        assert!(within_a_minute <= 1200 + 20, "{within_a_minute}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! - `GET /api/v1/google`: the tenant's Google setup and every grant with its state
 //!   (`revoked` with Google's reason when a teacher or admin withdrew access).
 //! - `GET /api/v1/google/courses?grant_id=…`: the courses that teacher teaches (live from
-//!   Classroom, `teacherId=me`), and which are linked.
+//!   Classroom, `teacherId=me`, every state), and which are linked.
 //! - `POST /api/v1/google/courses`: links a course to a context and starts its roster sync;
 //!   the roster is then read like any other (`GET /api/v1/contexts/{id}/members`).
 //! - `POST /api/v1/contexts/{id}/google/course-work`: creates an assignment in the course
@@ -148,9 +148,9 @@ pub async fn courses(
                 .into(),
         ));
     };
+    // Every state: a teacher may want a provisioned course ready, or an archived one's roster.
     let query = CourseQuery {
         teacher_id: Some(UserRef::Me),
-        course_states: vec![classroom::model::CourseState::Active],
         ..CourseQuery::default()
     };
     let live = match client.list_courses(&creds, &query).await {
