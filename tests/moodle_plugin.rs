@@ -322,6 +322,49 @@ fn moodle_plugin_writes_a_zip_with_one_lmsbridge_folder_holding_the_plugin() {
     } else {
         eprintln!("SKIPPED (unzip not installed: only our own reader checked the zip)");
     }
+    // PHP's ZipArchive is what Moodle's installer opens the upload with.
+    let has_ziparchive = Command::new("php")
+        .args(["-r", "exit(class_exists('ZipArchive') ? 0 : 1);"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if has_ziparchive {
+        let script = r#"
+            $zip = new ZipArchive();
+            if ($zip->open($argv[1], ZipArchive::CHECKCONS) !== true) { exit(3); }
+            $roots = [];
+            for ($i = 0; $i < $zip->numFiles; $i++) {
+                $name = $zip->getNameIndex($i);
+                $roots[explode('/', $name)[0]] = true;
+            }
+            $dest = $argv[2];
+            if (!$zip->extractTo($dest)) { exit(4); }
+            echo json_encode(['entries' => $zip->numFiles, 'roots' => array_keys($roots),
+                'version' => file_get_contents($dest . '/lmsbridge/version.php')]);
+        "#;
+        let dest = out.join("ziparchive");
+        let (ok, text) = run_bounded(
+            Command::new("php")
+                .args(["-r", script])
+                .arg(&zip_path)
+                .arg(&dest),
+            Duration::from_secs(30),
+        );
+        assert!(ok, "ZipArchive: {text}");
+        let read: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(read["entries"], entries.len());
+        assert_eq!(read["roots"], serde_json::json!(["lmsbridge"]));
+        assert_eq!(
+            read["version"].as_str().unwrap().as_bytes(),
+            std::fs::read(plugin_dir().join("version.php")).unwrap()
+        );
+        assert_eq!(files_under(&dest.join("lmsbridge")), on_disk);
+    } else {
+        assert!(
+            std::env::var_os("LMSBRIDGE_PHP_TESTS").is_none(),
+            "LMSBRIDGE_PHP_TESTS is set but PHP has no ZipArchive (apt-get install php-zip)"
+        );
+        eprintln!("SKIPPED (php-zip not installed: PHP's ZipArchive did not read the zip)");
+    }
     if Command::new("python3").arg("--version").output().is_ok() {
         let (ok, text) = run_bounded(
             Command::new("python3")
