@@ -358,4 +358,40 @@ mod tests {
         }
         std::fs::remove_dir_all(dir).unwrap();
     }
+
+    #[test]
+    fn moodle_settings_have_defaults_and_bounds() {
+        let dir = std::env::temp_dir().join(format!("lmsb-moodle-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("lmsbridge.toml");
+        std::fs::write(&file, "").unwrap();
+        let s = load(Some(&file), &SettingsFlags::default()).unwrap();
+        assert_eq!(s.moodle_timestamp_window_secs, 300);
+        assert_eq!(s.moodle_reconcile_interval_secs, 3600);
+        std::fs::write(
+            &file,
+            "moodle_timestamp_window_secs = 120\nmoodle_reconcile_interval_secs = 0\n",
+        )
+        .unwrap();
+        let s = load(Some(&file), &SettingsFlags::default()).unwrap();
+        assert_eq!(
+            (
+                s.moodle_timestamp_window_secs,
+                s.moodle_reconcile_interval_secs
+            ),
+            (120, 0)
+        );
+        for bad in [
+            "moodle_timestamp_window_secs = 0",
+            "moodle_timestamp_window_secs = 7200",
+            "moodle_reconcile_interval_secs = 30",
+        ] {
+            std::fs::write(&file, bad).unwrap();
+            assert!(
+                load(Some(&file), &SettingsFlags::default()).is_err(),
+                "{bad}"
+            );
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
