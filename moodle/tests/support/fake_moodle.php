@@ -11,6 +11,12 @@ namespace {
     define('IGNORE_MISSING', 0);
     define('MUST_EXIST', 2);
     define('DEBUG_NORMAL', 15);
+    define('SQL_PARAMS_NAMED', 1);
+    foreach (['CONTEXT_SYSTEM' => 10, 'CONTEXT_USER' => 30, 'CONTEXT_COURSE' => 50] as $fakename => $fakevalue) {
+        if (!defined($fakename)) {
+            define($fakename, $fakevalue);
+        }
+    }
 
     /** Records of debugging() and mtrace(). */
     final class fake_moodle_log {
@@ -47,18 +53,47 @@ namespace {
             return true;
         }
 
+        private static function clause(\stdClass $row, string $clause, array $params): bool {
+            $clause = trim($clause);
+            if (preg_match('/^\((.*)\)$/', $clause, $group)) {
+                foreach (explode(' OR ', $group[1]) as $alternative) {
+                    if (self::clause($row, $alternative, $params)) {
+                        return true;
+                    }
+                }
+                return false;
+            }
+            if (preg_match('/^(\w+) IN \(([:\w, ]+)\)$/', $clause, $in)) {
+                $values = array_map(function ($p) use ($params) {
+                    return $params[ltrim(trim($p), ':')];
+                }, explode(',', $in[2]));
+                return in_array($row->{$in[1]}, $values);
+            }
+            if (!preg_match('/^(\w+) (=|<=|>=|<|>) :(\w+)$/', $clause, $m)) {
+                throw new \coding_exception("fake DB cannot evaluate: $clause");
+            }
+            $a = $row->{$m[1]};
+            $b = $params[$m[3]];
+            switch ($m[2]) {
+                case '=':
+                    return $a == $b;
+                case '<=':
+                    return $a <= $b;
+                case '>=':
+                    return $a >= $b;
+                case '<':
+                    return $a < $b;
+                default:
+                    return $a > $b;
+            }
+        }
+
         private function select(string $table, string $select, array $params): array {
             $rows = [];
             foreach ($this->tables[$table] ?? [] as $row) {
                 $ok = true;
                 foreach (explode(' AND ', $select) as $clause) {
-                    if (!preg_match('/^(\w+) (=|<=|>=|<|>) :(\w+)$/', trim($clause), $m)) {
-                        throw new \coding_exception("fake DB cannot evaluate: $clause");
-                    }
-                    $a = $row->{$m[1]};
-                    $b = $params[$m[3]];
-                    $ok = $ok && ($m[2] === '=' ? $a == $b : ($m[2] === '<=' ? $a <= $b
-                        : ($m[2] === '>=' ? $a >= $b : ($m[2] === '<' ? $a < $b : $a > $b))));
+                    $ok = $ok && self::clause($row, $clause, $params);
                 }
                 if ($ok) {
                     $rows[$row->id] = clone $row;
@@ -127,6 +162,30 @@ namespace {
             return true;
         }
 
+        public function get_in_or_equal($items, $type = SQL_PARAMS_NAMED) {
+            $names = [];
+            $params = [];
+            foreach (array_values((array)$items) as $i => $item) {
+                $names[] = ':in' . $i;
+                $params['in' . $i] = $item;
+            }
+            return ['IN (' . implode(',', $names) . ')', $params];
+        }
+
+        public function delete_records_select($table, $select, array $params = null) {
+            foreach (array_keys($this->select($table, $select, $params ?? [])) as $id) {
+                unset($this->tables[$table][$id]);
+            }
+            return true;
+        }
+
+        public function delete_records($table, array $conditions = null) {
+            foreach ($this->get_records($table, $conditions) as $id => $row) {
+                unset($this->tables[$table][$id]);
+            }
+            return true;
+        }
+
         public function execute($sql, array $params = null) {
             if (!preg_match('/^UPDATE \{(\w+)\} SET value = value \+ 1, timemodified = :now WHERE name = :name$/', $sql, $m)) {
                 throw new \coding_exception("fake DB cannot execute: $sql");
@@ -190,16 +249,31 @@ namespace {
         }
     }
 
-    class context_course {
+    abstract class context {
         /** @var int */
         public $id;
         /** @var int */
         public $instanceid;
+        /** @var int */
+        public $contextlevel;
+    }
 
+    class context_course extends context {
         public static function instance($courseid, $strictness = MUST_EXIST) {
             $c = new context_course();
             $c->instanceid = (int)$courseid;
             $c->id = 1000 + (int)$courseid;
+            $c->contextlevel = CONTEXT_COURSE;
+            return $c;
+        }
+    }
+
+    class context_user extends context {
+        public static function instance($userid, $strictness = MUST_EXIST) {
+            $c = new context_user();
+            $c->instanceid = (int)$userid;
+            $c->id = 5000 + (int)$userid;
+            $c->contextlevel = CONTEXT_USER;
             return $c;
         }
     }
@@ -245,6 +319,115 @@ namespace {
             $roles[$i + 1] = (object)['id' => $i + 1, 'shortname' => $shortname];
         }
         return $roles;
+    }
+}
+
+namespace core_privacy\local\metadata {
+    interface provider {
+    }
+
+    /** Records what a provider declares. */
+    class collection {
+        /** @var array[] */
+        public $items = [];
+
+        public function add_database_table($name, array $privacyfields, $summary = '') {
+            $this->items[] = ['type' => 'database_table', 'name' => $name, 'fields' => $privacyfields, 'summary' => $summary];
+            return $this;
+        }
+
+        public function add_external_location_link($name, array $privacyfields, $summary = '') {
+            $this->items[] = ['type' => 'external_location', 'name' => $name, 'fields' => $privacyfields,
+                'summary' => $summary];
+            return $this;
+        }
+    }
+}
+
+namespace core_privacy\local\request {
+    interface core_userlist_provider {
+    }
+}
+
+namespace core_privacy\local\request\plugin {
+    interface provider {
+    }
+}
+
+namespace core_privacy\local\request {
+    class contextlist {
+    }
+
+    class userlist {
+    }
+
+    class approved_contextlist {
+        /** @var \stdClass */
+        private $user;
+        /** @var \context[] */
+        private $contexts;
+
+        public function __construct(\stdClass $user, array $contexts) {
+            $this->user = $user;
+            $this->contexts = $contexts;
+        }
+
+        public function get_user() {
+            return $this->user;
+        }
+
+        public function get_contexts() {
+            return $this->contexts;
+        }
+    }
+
+    class approved_userlist {
+        /** @var \context */
+        private $context;
+        /** @var int[] */
+        private $userids;
+
+        public function __construct(\context $context, array $userids) {
+            $this->context = $context;
+            $this->userids = $userids;
+        }
+
+        public function get_context() {
+            return $this->context;
+        }
+
+        public function get_userids() {
+            return $this->userids;
+        }
+    }
+
+    class transform {
+        public static function yesno($value) {
+            return $value ? 'Yes' : 'No';
+        }
+
+        public static function datetime($value) {
+            return gmdate('c', (int)$value);
+        }
+    }
+
+    /** Collects exported data by context id and subcontext path. */
+    class writer {
+        /** @var array */
+        public static $exported = [];
+        /** @var \context */
+        private $context;
+
+        public static function with_context(\context $context) {
+            $w = new writer();
+            $w->context = $context;
+            return $w;
+        }
+
+        public function export_data(array $subcontext, \stdClass $data) {
+            self::$exported[$this->context->id][implode('/', $subcontext)] = $data;
+            return $this;
+        }
     }
 }
 
