@@ -600,3 +600,115 @@ async fn run(db: Option<String>) {
     }
     h.stop().await;
 }
+
+/// `lmsbridge google configure / status / connect-link` as an admin runs them.
+#[test]
+fn cli_configures_google_and_issues_connect_links() {
+    let dir = std::env::temp_dir().join(format!("lmsbridge-google-cli-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let master = MasterKey::generate();
+    let run = |args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_lmsbridge"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("LMSBRIDGE_") {
+                c.env_remove(k);
+            }
+        }
+        c.env("RUST_LOG", "warn")
+            .env("LMSBRIDGE_MASTER_KEY", master.to_base64())
+            .env("LMSBRIDGE_PUBLIC_URL", "https://lmsbridge.example/")
+            .args(args)
+            .arg("--data-dir")
+            .arg(&dir)
+            .output()
+            .unwrap()
+    };
+    let json = |out: &std::process::Output| -> Value {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let tenant = json(&run(&["tenant", "create", "--name", "Cli School"]));
+    let tenant = tenant["id"].as_str().unwrap().to_owned();
+    let secret_file = dir.join("secret.txt");
+    std::fs::write(&secret_file, "GOCSPX-cli-secret\n").unwrap();
+    let configure = |client: &str| {
+        run(&[
+            "google",
+            "configure",
+            "--tenant",
+            &tenant,
+            "--client-id",
+            client,
+            "--client-secret-file",
+            secret_file.to_str().unwrap(),
+            "--project-number",
+            "123456789012",
+        ])
+    };
+    let out = configure("cli.apps.googleusercontent.com");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !text.contains("GOCSPX"),
+        "the secret is never printed: {text}"
+    );
+    let configured = json(&out);
+    assert_eq!(
+        configured["redirect_uri"],
+        "https://lmsbridge.example/google/oauth/callback"
+    );
+    assert!(
+        configured["scopes"]["roster"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == "https://www.googleapis.com/auth/classroom.rosters.readonly")
+    );
+    // Configuring again updates the one Google platform.
+    let again = json(&configure("cli2.apps.googleusercontent.com"));
+    assert_eq!(again["platform_id"], configured["platform_id"]);
+
+    let status = json(&run(&["google", "status", "--tenant", &tenant]));
+    assert_eq!(status["configured"], true);
+    assert_eq!(status["client_id"], "cli2.apps.googleusercontent.com");
+    assert_eq!(status["grants"], json!([]));
+
+    let link = json(&run(&[
+        "google",
+        "connect-link",
+        "--tenant",
+        &tenant,
+        "--features",
+        "roster",
+    ]));
+    let url = Url::parse(link["url"].as_str().unwrap()).unwrap();
+    assert_eq!(url.path(), "/google/oauth/start");
+    let token = url
+        .query_pairs()
+        .find(|(k, _)| k == "link")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let opened = server::google::ConnectLink::open(&token, &master).expect("a sealed link");
+    assert_eq!(opened.features, vec![server::google::Feature::Roster]);
+    assert_eq!(opened.tenant.to_string(), tenant);
+    assert!(server::google::ConnectLink::open(&token, &MasterKey::generate()).is_none());
+
+    let bad = run(&[
+        "google",
+        "connect-link",
+        "--tenant",
+        &tenant,
+        "--features",
+        "grades",
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown feature"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
