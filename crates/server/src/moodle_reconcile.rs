@@ -543,26 +543,40 @@ fn made_up(
     }
 }
 
-/// Runs due reconciliations once a minute until `shutdown` (a no-op loop when the interval
-/// is 0). Each site's turn is decided by its last run in the database, so every instance
-/// may run this.
+/// How long received events are kept, days. Their ids deduplicate retries and replays, which
+/// come within minutes (a replay outside the timestamp window is refused) or, from a plugin
+/// that could not reach lmsbridge, within days; what they built stays.
+pub const EVENT_RETENTION_DAYS: i64 = 90;
+
+/// Runs due reconciliations once a minute (none when the interval is 0), and forgets events
+/// older than [`EVENT_RETENTION_DAYS`] once an hour, until `shutdown`. Each site's turn is
+/// decided by its last run in the database, so every instance may run this.
 pub async fn run_periodically(
     reconciler: MoodleReconciler,
     interval_secs: i64,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    if interval_secs <= 0 {
-        return;
-    }
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut swept_at: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        if let Err(e) = reconciler.run_due(interval_secs).await {
+        if interval_secs > 0
+            && let Err(e) = reconciler.run_due(interval_secs).await
+        {
             tracing::error!(error = %e, "claiming moodle reconciliations failed");
+        }
+        if swept_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
+            swept_at = Some(tokio::time::Instant::now());
+            let before = now_micros() - EVENT_RETENTION_DAYS * 86_400 * 1_000_000;
+            match reconciler.store.sweep_moodle_events(before, 10_000).await {
+                Ok(n) if n > 0 => tracing::info!(removed = n, "forgot old moodle events"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "sweeping old moodle events failed"),
+            }
         }
     }
 }

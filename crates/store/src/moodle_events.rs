@@ -744,6 +744,23 @@ impl Store {
         .transpose()
     }
 
+    /// Forgets events received before `before` (micros), a bounded number at a time;
+    /// returns how many went. The state they built stays, and guards against their late
+    /// return: an event older than the state is ignored, stored again or not.
+    pub async fn sweep_moodle_events(&self, before: i64, limit: i64) -> Result<u64, StoreError> {
+        Ok(on_db!(&self.db, |pool| {
+            sqlx::query(
+                "DELETE FROM moodle_events WHERE received_at < $1 AND event_id IN \
+                 (SELECT event_id FROM moodle_events WHERE received_at < $1 LIMIT $2)",
+            )
+            .bind(before)
+            .bind(limit)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        }))
+    }
+
     /// Claims sites with a web service token whose reconciliation is due (last run longer
     /// than `interval_secs` ago) for `lease_secs`, across tenants: any instance may run them,
     /// one at a time per site.

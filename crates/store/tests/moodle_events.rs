@@ -602,3 +602,70 @@ async fn concurrent_writers_store_each_event_once() {
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn swept_events_coming_back_change_nothing() {
+    let master = MasterKey::generate();
+    for db in TestDatabase::all().await.unwrap() {
+        let store = db.store.clone();
+        let a = paired(&store, "sweep", &master).await;
+        let t = store.tenant(&a.scope);
+        let batch = vec![
+            enrol("s-1", 1, "created", T0, 34, 0, &["student"]),
+            event(
+                "s-2",
+                2,
+                "course_completed",
+                T0 + 1,
+                12,
+                34,
+                json!({"timecompleted": T0 + 1}),
+            ),
+        ];
+        t.record_moodle_events(&a.site, &batch).await.unwrap();
+        assert_eq!(webhooks(&store).await.len(), 2);
+        // Nothing is old enough yet.
+        assert_eq!(
+            store
+                .sweep_moodle_events(now_micros() - 3_600_000_000, 100)
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            store
+                .sweep_moodle_events(now_micros() + 1, 1)
+                .await
+                .unwrap(),
+            1,
+            "bounded"
+        );
+        assert_eq!(
+            store
+                .sweep_moodle_events(now_micros() + 1, 100)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(t.moodle_event_count(&a.site).await.unwrap(), 0);
+        // The plugin sends them once more, much later: stored again, no state change, no webhook.
+        let out = t.record_moodle_events(&a.site, &batch).await.unwrap();
+        assert_eq!(out.accepted.len(), 2);
+        assert_eq!(
+            t.moodle_event_outcome(&a.site, "s-1")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("stale")
+        );
+        assert_eq!(
+            t.moodle_event_outcome(&a.site, "s-2")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("stale")
+        );
+        assert!(webhooks(&store).await.is_empty());
+        db.cleanup().await;
+    }
+}
