@@ -1170,24 +1170,60 @@ pub async fn callback(
         // Google issues a refresh token only with consent; ask once more for it, since
         // passback after the teacher leaves depends on it.
         if !has_token && !back.consent {
-            let q = AddOnQuery::parse(Some(
-                &url::form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(&back.query)
-                    .finish(),
-            ))?;
-            let again = sign_in_page(&app, &p, back.view, &q, true)?;
-            return Ok(with_session(&app, again, &s, &cookie_name));
+            let again = SignInReturn {
+                consent: true,
+                expires_at: now_micros() + app.settings().login_state_ttl_secs * 1_000_000,
+                ..back
+            };
+            let mut url = app
+                .settings()
+                .public(&format!("google/addons/{}/signin", p.id));
+            url.query_pairs_mut().append_pair(
+                "t",
+                &seal(&app.inner().master, RETURN_CONTEXT, &again)
+                    .map_err(AddOnFailure::Internal)?,
+            );
+            return Ok(with_session(
+                &app,
+                Redirect::to(url.as_str()).into_response(),
+                &s,
+                &cookie_name,
+            ));
         }
     }
-    let mut to = view_url(&app, p.id, back.view);
-    to.query_pairs_mut().extend_pairs(&back.query);
-    // The popup lands on the view too; its script reloads the iframe that opened it.
     Ok(with_session(
         &app,
-        Redirect::to(to.as_str()).into_response(),
+        signed_in_page(&app, p.id, back.view, &back.query),
         &s,
         &cookie_name,
     ))
+}
+
+/// After sign-in: in the popup, reload the iframe that opened it and close; signed in
+/// in the frame itself, go on to the view (the form carries Classroom's parameters).
+fn signed_in_page(
+    app: &App,
+    platform: PlatformId,
+    view: View,
+    query: &[(String, String)],
+) -> Response {
+    let mut body = format!(
+        "<h1>Signed in</h1><form id=\"continue\" method=\"get\" action=\"{}\">",
+        escape(view_url(app, platform, view).as_str())
+    );
+    for (k, v) in query {
+        body.push_str(&format!(
+            "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+            escape(k),
+            escape(v)
+        ));
+    }
+    body.push_str(
+        "<noscript><button type=\"submit\">Continue</button></noscript></form>\
+         <script>if(window.opener&&window.name==='lmsbridge_signin'){try{window.opener.location.reload();}catch(e){}window.close();}\
+         else{document.getElementById('continue').submit();}</script>",
+    );
+    framed_page(StatusCode::OK, "Signed in", &body)
 }
 
 fn with_session(app: &App, mut resp: Response, s: &Session, state_cookie: &str) -> Response {

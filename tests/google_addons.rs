@@ -1,0 +1,577 @@
+//! Google Classroom Add-ons end to end over loopback, against the simulated Classroom
+//! (which checks every API request against Google's discovery document): a teacher opens
+//! attachment discovery with `login_hint`, signs in with Google (PKCE, state single-use and
+//! bound to the browser), is confirmed a teacher by `getAddOnContext` and picks catalog
+//! content, which becomes a graded attachment in Classroom; the course is registered for
+//! roster push. A student opens the student view, is confirmed a student, and the product
+//! redeems the handoff code like an LTI launch's; its `POST /api/v1/scores` for the
+//! attachment lands in Classroom as `pointsEarned` (and the draft grade), sent with the
+//! teacher's offline grant after the teacher's own tokens expired. Hostile: a student on the
+//! teacher view is refused; a callback without state, with a forged one, without the
+//! browser's cookie, or replayed is refused. Run on SQLite and, when configured, PostgreSQL.
+
+use serde_json::{Value, json};
+use server::{AppBuilder, Settings};
+use std::time::{Duration, Instant};
+use store::crypto::MasterKey;
+use store::google::{NewGoogleClient, SecretString};
+use store::{CatalogItemType, NewCatalogItem};
+use testkit::classroom::{
+    ClassroomConfig, GooglePushSigner, OAuthClientRegistration, SpawnedCerts,
+};
+use testkit::{Browser, SimulatedClassroom, SpawnedClassroom};
+use url::Url;
+
+const PATIENCE: Duration = Duration::from_secs(40);
+const TOPIC: &str = "projects/school-project/topics/classroom-roster";
+
+struct Harness {
+    base: Url,
+    api_key: String,
+    fake: SimulatedClassroom,
+    _fake_server: SpawnedClassroom,
+    _certs: SpawnedCerts,
+    platform: domain::PlatformId,
+    graded_item: String,
+    http: reqwest::Client,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    dir: std::path::PathBuf,
+}
+
+impl Harness {
+    async fn start(database_url: Option<String>) -> Self {
+        let dir = std::env::temp_dir().join(format!("lmsbridge-gaddon-{}", uuid::Uuid::new_v4()));
+        let mut settings = Settings::defaults_for("127.0.0.1:0".parse().unwrap(), dir.clone());
+        if let Some(url) = database_url {
+            settings.database_url = url;
+        }
+        let master = MasterKey::generate();
+        settings.master_key = Some(master.to_base64());
+        let listener = lmsbridge::demo::bind(&mut settings).await.unwrap();
+        let mut client = OAuthClientRegistration::new(
+            "lmsbridge-test",
+            settings.public("google/oauth/callback"),
+        );
+        client
+            .redirect_uris
+            .push(settings.public("google/addons/callback"));
+        let (fake, fake_server) =
+            SimulatedClassroom::spawn_with(|c| ClassroomConfig { client, ..c })
+                .await
+                .unwrap();
+        let (signer, certs) = GooglePushSigner::spawn().await.unwrap();
+        let urls = fake.urls();
+        settings.google_authorization_url = urls.authorization.clone();
+        settings.google_token_url = urls.token.clone();
+        settings.google_revocation_url = urls.revocation.clone();
+        settings.google_userinfo_url = urls.userinfo.clone();
+        settings.google_classroom_api_url = urls.api_base.clone();
+        settings.google_pubsub_topic = Some(TOPIC.into());
+        settings.google_push_audience = Some("https://lmsbridge.test/google/push".into());
+        settings.google_push_service_account =
+            Some("push@school-project.iam.gserviceaccount.com".into());
+        settings.google_push_certs_url = signer.certs_url().clone();
+        let worker = passback::WorkerConfig {
+            poll_interval: Duration::from_millis(100),
+            ..passback::WorkerConfig::default()
+        };
+        let running = AppBuilder::new(settings.clone())
+            .worker_config(worker)
+            .build()
+            .await
+            .unwrap();
+        let app = running.app.clone();
+        let actor = domain::Actor::system("test");
+        // The product's launch URL: any page of ours that answers 200 will do, the test
+        // reads the code from the address.
+        let product = settings.public("health");
+        let (tenant, key) = app
+            .store()
+            .create_tenant("Add-on School", Some(&product), &actor)
+            .await
+            .unwrap();
+        let scope = app.store().tenant_scope(tenant.id).await.unwrap();
+        let registered = fake.client();
+        let t = app.store().tenant(&scope);
+        let platform = t
+            .configure_google_client(
+                &NewGoogleClient {
+                    client_id: registered.client_id.clone(),
+                    client_secret: SecretString::new(registered.client_secret.clone()),
+                    project_number: None,
+                    authorization_url: urls.authorization.clone(),
+                    token_url: urls.token.clone(),
+                    certs_url: signer.certs_url().clone(),
+                },
+                &master,
+                &actor,
+            )
+            .await
+            .unwrap()
+            .id;
+        let graded = t
+            .create_catalog_item(
+                &NewCatalogItem {
+                    item_type: CatalogItemType::LtiResourceLink,
+                    title: "Fractions <practice>".into(),
+                    text: None,
+                    url: Some(Url::parse("https://product.example/fractions").unwrap()),
+                    custom: Default::default(),
+                    score_maximum: Some(10.0),
+                },
+                &actor,
+            )
+            .await
+            .unwrap();
+        t.create_catalog_item(
+            &NewCatalogItem {
+                item_type: CatalogItemType::LtiResourceLink,
+                title: "Reading corner".into(),
+                text: None,
+                url: Some(Url::parse("https://product.example/reading").unwrap()),
+                custom: Default::default(),
+                score_maximum: None,
+            },
+            &actor,
+        )
+        .await
+        .unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(lmsbridge::cli::run_server(
+            listener,
+            running,
+            server::router,
+            true,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Self {
+            base: settings.public(""),
+            api_key: key.secret().to_owned(),
+            fake,
+            _fake_server: fake_server,
+            _certs: certs,
+            platform,
+            graded_item: graded.id.to_string(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            stop,
+            server,
+            dir,
+        }
+    }
+
+    fn view(&self, view: &str, params: &[(&str, &str)]) -> Url {
+        let mut url = self
+            .base
+            .join(&format!("google/addons/{}/{view}", self.platform))
+            .unwrap();
+        url.query_pairs_mut().extend_pairs(params);
+        url
+    }
+
+    async fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, self.base.join(path).unwrap())
+            .bearer_auth(&self.api_key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.server.await.unwrap().unwrap();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teacher_attaches_student_opens_product_grades_through_classroom() {
+    let pg = store::testing::TestDatabase::postgres().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(180), run(None))
+        .await
+        .expect("the add-on flow finished in time on SQLite");
+    match pg {
+        Some(pg) => {
+            tokio::time::timeout(Duration::from_secs(180), run(Some(pg.url.clone())))
+                .await
+                .expect("the add-on flow finished in time on PostgreSQL");
+            pg.cleanup().await;
+        }
+        None => eprintln!("SKIPPED (PostgreSQL half: set LMSBRIDGE_TEST_POSTGRES_URL)"),
+    }
+}
+
+async fn run(db: Option<String>) {
+    let label = if db.is_some() { "postgres" } else { "sqlite" };
+    let h = Harness::start(db).await;
+    let ada = h.fake.teacher();
+    let alan = h.fake.students()[0].clone();
+    let course = h.fake.algebra_course_id();
+    // An assignment the teacher made in the Classroom web app: only an add-on attachment
+    // lets another project grade it.
+    let post = h.fake.foreign_course_work_id();
+    let add_on_token = h.fake.issue_add_on_token(&course, &post);
+
+    // 1. Attachment discovery: not signed in yet, so the page offers Google sign-in.
+    let teacher = Browser::new();
+    let discovery = h.view(
+        "discovery",
+        &[
+            ("courseId", course.as_str()),
+            ("itemId", post.as_str()),
+            ("itemType", "courseWork"),
+            ("addOnToken", add_on_token.as_str()),
+            ("login_hint", ada.email.as_str()),
+        ],
+    );
+    let page = teacher.get(discovery.as_str()).await.unwrap();
+    assert_eq!(page.status, 200, "{label}: {}", page.body);
+    assert!(page.body.contains("Sign in with Google"));
+    let csp = page.header("content-security-policy").unwrap_or_default();
+    assert!(
+        csp.contains("frame-ancestors https://classroom.google.com;"),
+        "{csp}"
+    );
+    assert!(!csp.contains("frame-ancestors *"));
+    let page = page.click("Sign in with Google").await.unwrap();
+    assert_eq!(page.status, 200, "{label}: {}", page.body);
+    let form = page.form("addon-pick").expect("the catalog picker");
+    assert!(page.body.contains("Fractions &lt;practice&gt;"), "escaped");
+    let auth = h.fake.authorizations().last().cloned().unwrap();
+    assert_eq!(auth.login_hint.as_deref(), Some(ada.email.as_str()));
+    assert_eq!(auth.user_id.as_deref(), Some(ada.id.as_str()));
+    assert_eq!(auth.code_challenge_method.as_deref(), Some("S256"));
+    assert_eq!(auth.access_type.as_deref(), Some("offline"));
+    for s in [
+        "https://www.googleapis.com/auth/classroom.addons.teacher",
+        "https://www.googleapis.com/auth/classroom.push-notifications",
+    ] {
+        assert!(auth.scopes.iter().any(|x| x == s), "{s}: {:?}", auth.scopes);
+    }
+    assert!(
+        !auth
+            .scopes
+            .iter()
+            .any(|s| s.contains("rosters") || s.contains("coursework")),
+        "only what the add-on needs: {:?}",
+        auth.scopes
+    );
+    let contexts = |h: &Harness| {
+        h.fake
+            .requests()
+            .into_iter()
+            .filter(|r| {
+                r.method_id.as_deref() == Some("classroom.courses.courseWork.getAddOnContext")
+            })
+            .count()
+    };
+    assert_eq!(contexts(&h), 1, "the role was asked of Classroom");
+    assert!(form.field("pick").is_some());
+
+    // 2. The teacher picks the graded item: Classroom holds a graded attachment.
+    let page = page
+        .submit("addon-pick", &[("item", h.graded_item.as_str())])
+        .await
+        .unwrap();
+    assert_eq!(page.status, 200, "{label}: {}", page.body);
+    assert!(page.body.contains("graded out of 10"), "{}", page.body);
+    assert!(page.body.contains("closeIframe"));
+    assert_eq!(contexts(&h), 2, "confirmed again before creating");
+    let attachments = h.fake.attachments();
+    assert_eq!(attachments.len(), 1);
+    let attachment = attachments[0].clone();
+    assert_eq!(attachment.max_points, Some(10.0));
+    assert!(attachment.grade_sync_enabled);
+    assert_eq!(attachment.project, "lmsbridge-test");
+    assert_eq!(attachment.item_id, post);
+    // The same pick cannot be submitted twice.
+    let again = teacher
+        .submit_form(
+            &form,
+            &form.fields_with(&[("item", h.graded_item.as_str())]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.status, 400, "{}", again.body);
+    assert_eq!(h.fake.attachments().len(), 1);
+    // The course is registered for roster changes with the teacher's grant.
+    let started = Instant::now();
+    while h.fake.registrations().is_empty() {
+        assert!(started.elapsed() < PATIENCE, "no roster registration");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reg = h.fake.registrations()[0].clone();
+    assert_eq!(
+        (reg.course_id.as_str(), reg.topic.as_str()),
+        (course.as_str(), TOPIC)
+    );
+    assert_eq!(reg.user_id, ada.id);
+
+    // 3. A student opens the student view: signed in (online, student scope), confirmed a
+    //    student, handed to the product with a one-time code.
+    let student_view = h.view(
+        "student",
+        &[
+            ("courseId", course.as_str()),
+            ("itemId", post.as_str()),
+            ("itemType", "courseWork"),
+            ("attachmentId", attachment.id.as_str()),
+            ("login_hint", alan.email.as_str()),
+        ],
+    );
+    let student = Browser::new();
+    let page = student.get(student_view.as_str()).await.unwrap();
+    let page = page.click("Sign in with Google").await.unwrap();
+    assert_eq!(page.status, 200, "{label}: {}", page.body);
+    assert_eq!(
+        page.url.path(),
+        "/health",
+        "handed to the product: {}",
+        page.url
+    );
+    let code = page
+        .url
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("a handoff code");
+    let auth = h.fake.authorizations().last().cloned().unwrap();
+    assert_eq!(auth.user_id.as_deref(), Some(alan.id.as_str()));
+    assert_eq!(auth.access_type.as_deref(), Some("online"));
+    assert!(
+        auth.scopes
+            .iter()
+            .any(|s| s.ends_with("classroom.addons.student"))
+    );
+    assert!(
+        !auth
+            .scopes
+            .iter()
+            .any(|s| s.ends_with("classroom.addons.teacher"))
+    );
+    let (s, launch) = h
+        .api(
+            reqwest::Method::POST,
+            "api/v1/launches/redeem",
+            Some(json!({"code": code})),
+        )
+        .await;
+    assert_eq!(s, 200, "{launch:#}");
+    assert_eq!(launch["platform"], "google_classroom");
+    assert_eq!(launch["roles"], json!(["learner"]));
+    assert_eq!(launch["person"]["platform_user_id"], alan.id.as_str());
+    assert_eq!(launch["person"]["email"], alan.email.as_str());
+    assert_eq!(launch["context"]["platform_context_id"], course.as_str());
+    let g = &launch["google_classroom"];
+    assert_eq!(g["view"], "student_view");
+    assert_eq!(g["attachment_id"], attachment.id.as_str());
+    assert_eq!(g["item_id"], post.as_str());
+    let alan_submission = h
+        .fake
+        .submissions(&post)
+        .into_iter()
+        .find(|s| s.user_id == alan.id)
+        .unwrap();
+    assert_eq!(g["submission_id"], alan_submission.id.as_str());
+    let target = launch["grade_target_id"].clone();
+    assert!(target.is_string(), "{launch:#}");
+    let (s, _) = h
+        .api(
+            reqwest::Method::POST,
+            "api/v1/launches/redeem",
+            Some(json!({"code": code})),
+        )
+        .await;
+    assert_ne!(s, 200, "a code works once");
+
+    // 5. Hostile: the student opens the teacher view; Classroom says student, so no.
+    let teacher_view = h.view(
+        "teacher",
+        &[
+            ("courseId", course.as_str()),
+            ("itemId", post.as_str()),
+            ("itemType", "courseWork"),
+            ("attachmentId", attachment.id.as_str()),
+            ("login_hint", alan.email.as_str()),
+        ],
+    );
+    let refused = student.get(teacher_view.as_str()).await.unwrap();
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refused.body.contains("for the course&#39;s teachers"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains("Reference"));
+    // The teacher on the teacher view is handed off as an instructor.
+    let mut ada_view = teacher_view.clone();
+    ada_view.set_query(None);
+    ada_view.query_pairs_mut().extend_pairs([
+        ("courseId", course.as_str()),
+        ("itemId", post.as_str()),
+        ("attachmentId", attachment.id.as_str()),
+        ("login_hint", ada.email.as_str()),
+    ]);
+    let page = teacher.get(ada_view.as_str()).await.unwrap();
+    assert_eq!(page.url.path(), "/health", "{}", page.body);
+    let code = page
+        .url
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let (_, teacher_launch) = h
+        .api(
+            reqwest::Method::POST,
+            "api/v1/launches/redeem",
+            Some(json!({"code": code})),
+        )
+        .await;
+    assert_eq!(teacher_launch["roles"], json!(["instructor"]));
+    assert_eq!(teacher_launch["google_classroom"]["view"], "teacher_view");
+
+    // 4. The teacher is long gone (every access token Google issued has expired); the
+    //    product grades and the score reaches Classroom with the stored offline grant.
+    h.fake.faults().expire_access_tokens();
+    let (s, v) = h
+        .api(
+            reqwest::Method::POST,
+            "api/v1/scores",
+            Some(json!({
+                "grade_target_id": target, "person_id": launch["person"]["id"],
+                "score_given": 4, "score_maximum": 5,
+                "activity_progress": "Completed", "grading_progress": "FullyGraded",
+                "actor": {"kind": "ai_grader", "id": "grader-v1"},
+            })),
+        )
+        .await;
+    assert_eq!(s, 202, "{v:#}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    let v = loop {
+        let (_, v) = h
+            .api(reqwest::Method::GET, &format!("api/v1/scores/{id}"), None)
+            .await;
+        let state = v["status"]["state"].as_str().unwrap_or_default().to_owned();
+        if state == "delivered" || state == "dead" {
+            break v;
+        }
+        assert!(started.elapsed() < PATIENCE, "score stuck: {v:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(v["status"]["state"], "delivered", "{label}: {v:#}");
+    let held = h.fake.attachments()[0].clone();
+    assert_eq!(
+        held.points,
+        vec![(alan_submission.id.clone(), 8.0)],
+        "4/5 of 10"
+    );
+    let sub = h
+        .fake
+        .submissions(&post)
+        .into_iter()
+        .find(|s| s.user_id == alan.id)
+        .unwrap();
+    assert_eq!(
+        sub.draft_grade,
+        Some(8.0),
+        "grade sync shows it as the draft grade"
+    );
+    // A person Classroom never gave a submission for (the teacher) cannot be graded: the
+    // score dies saying why.
+    let (s, v) = h
+        .api(
+            reqwest::Method::POST,
+            "api/v1/scores",
+            Some(json!({
+                "grade_target_id": target, "person_id": teacher_launch["person"]["id"],
+                "score_given": 1, "score_maximum": 5,
+                "activity_progress": "Completed", "grading_progress": "FullyGraded",
+                "actor": {"kind": "ai_grader", "id": "grader-v1"},
+            })),
+        )
+        .await;
+    assert_eq!(s, 202, "{v:#}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    loop {
+        let (_, v) = h
+            .api(reqwest::Method::GET, &format!("api/v1/scores/{id}"), None)
+            .await;
+        if v["status"]["state"] == "dead" {
+            assert!(v.to_string().contains("must open the attachment"), "{v:#}");
+            break;
+        }
+        assert_ne!(v["status"]["state"], "delivered", "{v:#}");
+        assert!(started.elapsed() < PATIENCE, "score stuck: {v:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(h.fake.attachments()[0].points.len(), 1);
+
+    // 6. Hostile: the OAuth callback without state, with a forged one, without the cookie
+    //    of the browser that began it, and replayed.
+    let callback = h.base.join("google/addons/callback").unwrap();
+    let r = h.http.get(callback.clone()).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let mut forged = callback.clone();
+    forged
+        .query_pairs_mut()
+        .append_pair("state", "forged")
+        .append_pair("code", "4/0x");
+    let r = h.http.get(forged).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("expired or was already used")
+    );
+    let other = Browser::new();
+    let page = other.get(student_view.as_str()).await.unwrap();
+    let link = page
+        .links()
+        .into_iter()
+        .find(|l| l.text.contains("Sign in with Google"))
+        .unwrap();
+    let start = h.http.get(link.href.clone()).send().await.unwrap();
+    assert_eq!(start.status().as_u16(), 303);
+    let cookie = start.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    let to_google = start.headers()["location"].to_str().unwrap().to_owned();
+    let consent = h.http.get(&to_google).send().await.unwrap();
+    let back = consent.headers()["location"].to_str().unwrap().to_owned();
+    assert!(back.starts_with(callback.as_str()), "{back}");
+    let no_cookie = h.http.get(&back).send().await.unwrap();
+    assert_eq!(no_cookie.status().as_u16(), 400);
+    assert!(no_cookie.text().await.unwrap().contains("cookie"));
+    let replay = h
+        .http
+        .get(&back)
+        .header("cookie", cookie.split(';').next().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status().as_u16(), 400, "the state was spent");
+
+    // Everything lmsbridge sent Classroom was valid against the discovery document.
+    let invalid: Vec<_> = h
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.invalid.is_some())
+        .collect();
+    assert!(invalid.is_empty(), "{invalid:#?}");
+    h.stop().await;
+}
