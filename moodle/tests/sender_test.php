@@ -46,7 +46,10 @@ final class sender_test extends TestCase {
     public function test_everything_accepted_leaves_an_empty_outbox_and_requests_are_signed(): void {
         $outbox = self::outbox(5);
         $transport = new scripted_transport([scripted_transport::class, 'accept_all']);
-        $report = (new sender($outbox, $transport, self::config()))->run(self::NOW);
+        $clock = function (): int {
+            return self::NOW;
+        };
+        $report = (new sender($outbox, $transport, self::config(), null, null, $clock))->run(self::NOW);
 
         $this->assertSame([], $outbox->rows);
         $this->assertSame(3, $report['requests']);
@@ -68,6 +71,25 @@ final class sender_test extends TestCase {
             $seqs = array_merge($seqs, array_column($body['events'], 'seq'));
         }
         $this->assertSame([1, 2, 3, 4, 5], $seqs, 'seq is the outbox row id, oldest first');
+    }
+
+    public function test_each_request_is_signed_with_the_time_it_is_sent(): void {
+        $outbox = self::outbox(3);
+        $transport = new scripted_transport([scripted_transport::class, 'accept_all']);
+        $ticks = self::NOW;
+        $clock = function () use (&$ticks): int {
+            // A slow lmsbridge: each request takes four minutes.
+            return $ticks += 240;
+        };
+        (new sender($outbox, $transport, self::config(1), null, null, $clock))->run(self::NOW);
+        $stamps = array_map(function ($r) {
+            return (int)$r['headers']['X-Lmsbridge-Timestamp'];
+        }, $transport->requests);
+        $this->assertSame([self::NOW + 240, self::NOW + 480, self::NOW + 720], $stamps);
+        foreach ($transport->requests as $i => $request) {
+            $this->assertSame(signer::signature('the-secret', $stamps[$i], $request['body']),
+                $request['headers']['X-Lmsbridge-Signature']);
+        }
     }
 
     public function test_duplicates_are_deleted_rejected_failed_and_unmentioned_retried(): void {

@@ -56,6 +56,9 @@ final class sender {
     /** @var callable function (int $min, int $max): int */
     private $random;
 
+    /** @var callable function (): int, unix seconds when a request is signed */
+    private $clock;
+
     /** @var array the running run's report */
     private $report;
 
@@ -79,14 +82,16 @@ final class sender {
      * @param sender_config $config
      * @param retry_policy|null $policy
      * @param callable|null $random function (int $min, int $max): int; random_int by default
+     * @param callable|null $clock function (): int; time by default
      */
     public function __construct(outbox $outbox, transport $transport, sender_config $config,
-            ?retry_policy $policy = null, ?callable $random = null) {
+            ?retry_policy $policy = null, ?callable $random = null, ?callable $clock = null) {
         $this->outbox = $outbox;
         $this->transport = $transport;
         $this->config = $config;
         $this->policy = $policy ?? new retry_policy();
         $this->random = $random ?? 'random_int';
+        $this->clock = $clock ?? 'time';
     }
 
     /**
@@ -153,7 +158,9 @@ final class sender {
             $sent[(string)$this->rows[$id]->eventid] = $id;
         }
         $body = batcher::body($this->prefix, $events);
-        $headers = signer::headers($this->config->siteid, $this->config->secret, $this->now, $body);
+        // Signed at sending time, not at the start of the run: a run of slow requests must not
+        // fall out of lmsbridge's timestamp window.
+        $headers = signer::headers($this->config->siteid, $this->config->secret, (int)($this->clock)(), $body);
         $this->report['requests']++;
         $this->report['sent'] += count($ids);
         $answer = $this->transport->post($this->config->endpoint(), $headers, $body, $this->config->timeout);
