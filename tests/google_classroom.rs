@@ -437,6 +437,30 @@ async fn run(db: Option<String>) {
         "done"
     );
 
+    // 3c. A student leaves the course in Classroom: the next full sync marks them deleted.
+    let leaver = students.last().unwrap().id.clone();
+    assert!(h.fake.remove_student(&algebra, &leaver));
+    let (s, resync) = h
+        .post(&format!("api/v1/contexts/{context}/sync"), json!({}))
+        .await;
+    assert_eq!(s, 202, "{resync:#}");
+    let done = wait_sync(&h, resync["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "done", "{done:#}");
+    assert_eq!(done["removed"], 1, "{done:#}");
+    let all = h
+        .get(&format!(
+            "api/v1/contexts/{context}/members?status=all&limit=100"
+        ))
+        .await;
+    let gone = all["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["platform_user_id"] == leaver.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(gone["status"], "deleted", "{gone:#}");
+
     // 4. courseWork through the API; a score lands as a draft grade, scaled to maxPoints.
     let (s, draft) = h
         .post(
@@ -509,6 +533,17 @@ async fn run(db: Option<String>) {
         .find(|s| s.user_id == student.id)
         .unwrap();
     assert_eq!(sub.draft_grade, Some(20.0));
+
+    // 6b. Google stops accepting the access token early: refreshed once, then delivered.
+    let refreshes = h.fake.stats().refreshes;
+    h.fake.faults().expire_access_tokens();
+    let v = h.score(&draft["grade_target_id"], &person, 9.0, 10.0).await;
+    assert_eq!(v["status"]["state"], "delivered", "{v:#}");
+    assert_eq!(
+        v["status"]["attempts"], 1,
+        "the 401 was handled inside the attempt"
+    );
+    assert_eq!(h.fake.stats().refreshes, refreshes + 1);
 
     // 7. A courseWork another Cloud project made (the Classroom web app): dead, explained.
     let tenant = h.app.store().tenant(&h.scope);
