@@ -1273,7 +1273,7 @@ impl TenantStore<'_> {
                             let resource =
                                 match (modname.as_str(), instance_id, context.parse::<ContextId>())
                                 {
-                                    ("lti", Some(i), Ok(c)) => {
+                                    ("lti", Some(i), Ok(c)) if *i > 0 => {
                                         Some(resource_id(c, &i.to_string()).to_string())
                                     }
                                     _ => None,
@@ -1402,7 +1402,7 @@ impl TenantStore<'_> {
                                     item_instance,
                                     context.parse::<ContextId>(),
                                 ) {
-                                    (Some("lti"), Some(i), Ok(c)) => {
+                                    (Some("lti"), Some(i), Ok(c)) if *i > 0 => {
                                         Some(resource_id(c, &i.to_string()).to_string())
                                     }
                                     _ => None,
@@ -1459,7 +1459,7 @@ impl TenantStore<'_> {
                             _,
                             Some(context),
                         ) => {
-                            if modname != "lti" {
+                            if modname != "lti" || *instance_id <= 0 {
                                 "ignored"
                             } else {
                                 let c: ContextId =

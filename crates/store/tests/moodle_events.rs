@@ -669,3 +669,62 @@ async fn swept_events_coming_back_change_nothing() {
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn lti_activities_created_in_moodle_become_resources() {
+    let master = MasterKey::generate();
+    for db in TestDatabase::all().await.unwrap() {
+        let store = db.store.clone();
+        let a = paired(&store, "modules", &master).await;
+        let t = store.tenant(&a.scope);
+        let created = |id: &str, seq, modname: &str, instance: i64, name: &str| {
+            MoodleEvent::from_json(
+                &json!({"id": id, "seq": seq, "name": "\\core\\event\\course_module_created",
+                        "occurred_at": T0, "course_id": 12, "user_id": 0, "cm_id": 300 + seq,
+                        "payload": {"modname": modname, "instance_id": instance, "name": name}}),
+                T0,
+            )
+            .unwrap()
+        };
+        t.record_moodle_events(
+            &a.site,
+            &[
+                created("m-1", 1, "lti", 8, "Essay on tides"),
+                created("m-2", 2, "quiz", 9, "Not ours"),
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            t.moodle_event_outcome(&a.site, "m-1")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("applied")
+        );
+        assert_eq!(
+            t.moodle_event_outcome(&a.site, "m-2")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("ignored")
+        );
+        // The resource a launch of instance 8 in course 12 will carry, titled as in Moodle.
+        let touched = store
+            .execute_unchecked(&format!(
+                "UPDATE resources SET title = title WHERE title = 'Essay on tides' AND platform_resource_id = '8' \
+                 AND context_id = '{}'",
+                moodle_context_id(a.platform.id, 12)
+            ))
+            .await
+            .unwrap();
+        assert_eq!(touched, 1);
+        assert!(
+            webhooks(&store)
+                .await
+                .iter()
+                .all(|(e, _)| e != "enrollment.changed")
+        );
+        db.cleanup().await;
+    }
+}
