@@ -94,6 +94,40 @@ final class moodle_glue_test extends TestCase {
             . '"roles":["editingteacher","student"]}', $rows[1]->payload);
     }
 
+    public function test_a_role_change_in_a_course_is_sent_as_an_update_of_each_enrolment_with_the_roles_now(): void {
+        global $DB;
+        $DB->sqlhandler = function (string $sql, array $params): array {
+            $this->assertStringContainsString('FROM {user_enrolments} ue', $sql);
+            $this->assertSame(['courseid' => 12, 'userid' => 34], $params);
+            return [
+                7 => (object)['id' => 7, 'status' => 0, 'timestart' => 0, 'timeend' => 0, 'enrol' => 'manual'],
+                8 => (object)['id' => 8, 'status' => 1, 'timestart' => 0, 'timeend' => 0, 'enrol' => 'self'],
+            ];
+        };
+        $GLOBALS['FAKE_ROLES']['1012/34'] = ['student'];
+        observer::role_changed(\core\event\role_assigned::fake(['objectid' => 5, 'contextlevel' => CONTEXT_COURSE,
+            'courseid' => 12, 'relateduserid' => 34, 'timecreated' => 1764290001]));
+        // Roles outside a course (system, category) are not enrolments.
+        observer::role_changed(\core\event\role_unassigned::fake(['objectid' => 5, 'contextlevel' => CONTEXT_SYSTEM,
+            'courseid' => 0, 'relateduserid' => 34]));
+        $rows = self::rows();
+        $this->assertCount(2, $rows);
+        foreach ($rows as $row) {
+            $this->assertSame('\core\event\user_enrolment_updated', $row->name);
+            $this->assertSame([12, 34, 1764290001], [$row->courseid, $row->userid, $row->timecreated]);
+        }
+        $this->assertSame('{"enrol":"manual","status":0,"timestart":0,"timeend":0,"roles":["student"]}', $rows[0]->payload);
+        $this->assertSame('{"enrol":"self","status":1,"timestart":0,"timeend":0,"roles":["student"]}', $rows[1]->payload);
+
+        // A role without an enrolment ("other users"): nothing to send.
+        $DB->sqlhandler = function (): array {
+            return [];
+        };
+        observer::role_changed(\core\event\role_assigned::fake(['objectid' => 5, 'contextlevel' => CONTEXT_COURSE,
+            'courseid' => 12, 'relateduserid' => 40]));
+        $this->assertCount(2, self::rows());
+    }
+
     public function test_grades_and_activity_completions_carry_what_the_observer_looked_up(): void {
         global $DB;
         $DB->insert_record('grade_items', (object)['itemtype' => 'mod', 'itemmodule' => 'lti', 'iteminstance' => 45,

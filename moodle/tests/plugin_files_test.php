@@ -111,9 +111,13 @@ final class plugin_files_test extends TestCase {
         $this->assertIsString($plugin->release);
     }
 
-    public function test_observers_cover_the_eight_events_after_commit_with_existing_callbacks(): void {
+    public function test_observers_cover_the_contracts_events_after_commit_with_existing_callbacks(): void {
         $observers = self::load('db/events.php')['observers'];
-        $this->assertSame(payload_builder::EVENTS, array_column($observers, 'eventname'));
+        $observed = array_column($observers, 'eventname');
+        sort($observed);
+        $expected = array_merge(payload_builder::EVENTS, ['\core\event\role_assigned', '\core\event\role_unassigned']);
+        sort($expected);
+        $this->assertSame($expected, $observed, 'the eight events of the contract, and role changes as enrolment updates');
         $source = file_get_contents(LOCAL_LMSBRIDGE_DIR . '/classes/observer.php');
         foreach ($observers as $observer) {
             $this->assertFalse($observer['internal'], $observer['eventname'] . ' must run after the commit');

@@ -84,14 +84,56 @@ class observer {
                 $ue = $DB->get_record('user_enrolments', ['id' => $event->objectid], 'id, status, timestart, timeend');
                 $extra['userenrolment'] = $ue ? (array)$ue : null;
             }
-            $context = \context_course::instance($event->courseid, IGNORE_MISSING);
-            if ($context) {
-                foreach (get_user_roles($context, $event->relateduserid, false) as $role) {
-                    $extra['roles'][] = $role->shortname;
-                }
-            }
+            $extra['roles'] = self::course_roles((int)$event->courseid, (int)$event->relateduserid);
             return $extra;
         });
+    }
+
+    /**
+     * A role was assigned or unassigned in a course: sent as an update of each of the user's
+     * enrolments there, with the roles as they now are.
+     *
+     * Moodle assigns the role of a new enrolment after user_enrolment_created is triggered, so
+     * without this the roles of a fresh enrolment, and any later role change, would never
+     * reach lmsbridge.
+     *
+     * @param \core\event\base $event role_assigned or role_unassigned
+     */
+    public static function role_changed(\core\event\base $event): void {
+        global $DB;
+        if ((int)$event->contextlevel !== CONTEXT_COURSE || empty($event->relateduserid)) {
+            return;
+        }
+        try {
+            if (!get_config('local_lmsbridge', 'enabled')) {
+                return;
+            }
+            $sql = "SELECT ue.id, ue.status, ue.timestart, ue.timeend, e.enrol
+                      FROM {user_enrolments} ue
+                      JOIN {enrol} e ON e.id = ue.enrolid
+                     WHERE e.courseid = :courseid AND ue.userid = :userid";
+            $enrolments = $DB->get_records_sql($sql, ['courseid' => $event->courseid, 'userid' => $event->relateduserid]);
+            if (empty($enrolments)) {
+                // A role without an enrolment (an "other user"): not an enrolment to report.
+                return;
+            }
+            $roles = self::course_roles((int)$event->courseid, (int)$event->relateduserid);
+            foreach ($enrolments as $ue) {
+                $built = payload_builder::build([
+                    'eventname' => payload_builder::ENROLMENT_UPDATED,
+                    'objectid' => $ue->id,
+                    'courseid' => $event->courseid,
+                    'relateduserid' => $event->relateduserid,
+                    'other' => ['enrol' => $ue->enrol],
+                    'timecreated' => $event->timecreated,
+                ], ['userenrolment' => (array)$ue, 'roles' => $roles]);
+                if ($built !== null) {
+                    db_outbox::enqueue($built, (int)get_config('local_lmsbridge', 'outboxcap'));
+                }
+            }
+        } catch (\Throwable $e) {
+            debugging('local_lmsbridge: could not record ' . $event->eventname . ': ' . $e->getMessage(), DEBUG_NORMAL);
+        }
     }
 
     /**
@@ -130,6 +172,24 @@ class observer {
         self::record($event, function (): array {
             return [];
         });
+    }
+
+    /**
+     * Short names of the roles a user has in a course itself (not inherited from above).
+     *
+     * @param int $courseid
+     * @param int $userid
+     * @return string[]
+     */
+    private static function course_roles(int $courseid, int $userid): array {
+        $context = \context_course::instance($courseid, IGNORE_MISSING);
+        $roles = [];
+        if ($context) {
+            foreach (get_user_roles($context, $userid, false) as $role) {
+                $roles[] = $role->shortname;
+            }
+        }
+        return $roles;
     }
 
     /**

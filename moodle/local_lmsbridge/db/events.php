@@ -54,6 +54,18 @@ $observers = [
         'callback' => '\local_lmsbridge\observer::user_enrolment_changed',
         'internal' => false,
     ],
+    // Moodle assigns a new enrolment's role after user_enrolment_created: role changes in a
+    // course are sent as updates of the user's enrolments there.
+    [
+        'eventname' => '\core\event\role_assigned',
+        'callback' => '\local_lmsbridge\observer::role_changed',
+        'internal' => false,
+    ],
+    [
+        'eventname' => '\core\event\role_unassigned',
+        'callback' => '\local_lmsbridge\observer::role_changed',
+        'internal' => false,
+    ],
     [
         'eventname' => '\core\event\user_graded',
         'callback' => '\local_lmsbridge\observer::user_graded',

@@ -162,6 +162,16 @@ namespace {
             return true;
         }
 
+        /** @var callable|null function (string $sql, array $params): array, for the few joins the plugin runs */
+        public $sqlhandler = null;
+
+        public function get_records_sql($sql, array $params = null) {
+            if ($this->sqlhandler === null) {
+                throw new \coding_exception("fake DB cannot run: $sql");
+            }
+            return ($this->sqlhandler)($sql, $params ?? []);
+        }
+
         public function get_in_or_equal($items, $type = SQL_PARAMS_NAMED) {
             $names = [];
             $params = [];
@@ -461,6 +471,10 @@ namespace core\event {
             return $this->data[$name] ?? null;
         }
 
+        public function __isset($name) {
+            return isset($this->data[$name]);
+        }
+
         public function get_data() {
             return $this->data;
         }
@@ -496,5 +510,11 @@ namespace core\event {
     }
 
     class user_deleted extends base {
+    }
+
+    class role_assigned extends base {
+    }
+
+    class role_unassigned extends base {
     }
 }
