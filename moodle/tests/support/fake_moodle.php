@@ -43,6 +43,8 @@ namespace {
         private $nextid = [];
         /** @var bool make the next insert fail */
         public $failinsert = false;
+        /** @var int reads made */
+        public $reads = 0;
 
         private function matches(\stdClass $row, array $conditions): bool {
             foreach ($conditions as $field => $value) {
@@ -62,6 +64,9 @@ namespace {
                     }
                 }
                 return false;
+            }
+            if (preg_match('/^(\w+) IS NOT NULL$/', $clause, $nn)) {
+                return $row->{$nn[1]} !== null;
             }
             if (preg_match('/^(\w+) IN \(([:\w, ]+)\)$/', $clause, $in)) {
                 $values = array_map(function ($p) use ($params) {
@@ -110,10 +115,12 @@ namespace {
 
         public function get_records_select($table, $select, array $params = null, $sort = '', $fields = '*',
                 $from = 0, $limit = 0) {
+            $this->reads++;
             return self::limit($this->select($table, $select, $params ?? []), $sort, $from, $limit);
         }
 
         public function get_records($table, array $conditions = null, $sort = '', $fields = '*', $from = 0, $limit = 0) {
+            $this->reads++;
             $rows = array_filter($this->tables[$table] ?? [], function ($r) use ($conditions) {
                 return $this->matches($r, $conditions ?? []);
             });
@@ -166,10 +173,15 @@ namespace {
         public $sqlhandler = null;
 
         public function get_records_sql($sql, array $params = null) {
+            $this->reads++;
             if ($this->sqlhandler === null) {
                 throw new \coding_exception("fake DB cannot run: $sql");
             }
             return ($this->sqlhandler)($sql, $params ?? []);
+        }
+
+        public function get_recordset_sql($sql, array $params = null) {
+            return new fake_moodle_recordset($this->get_records_sql($sql, $params));
         }
 
         public function get_in_or_equal($items, $type = SQL_PARAMS_NAMED) {
@@ -209,6 +221,46 @@ namespace {
             return true;
         }
     }
+
+    /** A recordset: iterable, closed after use. */
+    final class fake_moodle_recordset extends \ArrayIterator {
+        /** @var bool */
+        public $closed = false;
+
+        public function close() {
+            $this->closed = true;
+        }
+    }
+
+    /** Capabilities the faked current user has, by name; and what was checked. */
+    final class fake_moodle_access {
+        /** @var string[] */
+        public static $granted = [];
+        /** @var array[] capability, context id */
+        public static $checked = [];
+    }
+
+    function require_capability($capability, $context) {
+        fake_moodle_access::$checked[] = [$capability, $context->id];
+        if (!in_array($capability, fake_moodle_access::$granted, true)) {
+            throw new required_capability_exception($capability);
+        }
+    }
+
+    class required_capability_exception extends moodle_exception {
+    }
+
+    define('PARAM_INT', 'int');
+    define('PARAM_RAW', 'raw');
+    define('PARAM_TEXT', 'text');
+    define('PARAM_ALPHA', 'alpha');
+    define('PARAM_PLUGIN', 'plugin');
+    define('PARAM_FLOAT', 'float');
+    define('PARAM_ALPHANUMEXT', 'alphanumext');
+    define('VALUE_REQUIRED', 1);
+    define('VALUE_DEFAULT', 0);
+    define('NULL_ALLOWED', true);
+    define('NULL_NOT_ALLOWED', false);
 
     class moodle_exception extends \Exception {
     }
@@ -437,6 +489,71 @@ namespace core_privacy\local\request {
         public function export_data(array $subcontext, \stdClass $data) {
             self::$exported[$this->context->id][implode('/', $subcontext)] = $data;
             return $this;
+        }
+    }
+}
+
+namespace core_external {
+    /** Descriptions of parameters and returns, kept so a test can compare them with values. */
+    abstract class external_description {
+    }
+
+    class external_value extends external_description {
+        /** @var string */
+        public $type;
+        /** @var bool */
+        public $allownull;
+
+        public function __construct($type, $desc = '', $required = VALUE_REQUIRED, $default = null,
+                $allownull = NULL_ALLOWED) {
+            $this->type = $type;
+            $this->allownull = $allownull;
+        }
+    }
+
+    class external_single_structure extends external_description {
+        /** @var external_description[] */
+        public $keys;
+
+        public function __construct(array $keys = [], $desc = '', $required = VALUE_REQUIRED, $default = null) {
+            $this->keys = $keys;
+        }
+    }
+
+    class external_function_parameters extends external_single_structure {
+    }
+
+    class external_multiple_structure extends external_description {
+        /** @var external_description */
+        public $content;
+
+        public function __construct(external_description $content, $desc = '', $required = VALUE_REQUIRED,
+                $default = null) {
+            $this->content = $content;
+        }
+    }
+
+    class external_warnings extends external_multiple_structure {
+        public function __construct() {
+            parent::__construct(new external_single_structure([]));
+        }
+    }
+
+    /** The checks external functions make, recorded. */
+    class external_api {
+        /** @var array[] */
+        public static $calls = [];
+
+        public static function validate_parameters(external_description $description, $params) {
+            self::$calls[] = ['validate_parameters', array_keys($params)];
+            if (array_keys($description->keys) !== array_keys($params)) {
+                throw new \moodle_exception('parameters do not match their description');
+            }
+            return $params;
+        }
+
+        public static function validate_context($context) {
+            self::$calls[] = ['validate_context', $context->id];
         }
     }
 }
