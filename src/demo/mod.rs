@@ -5,6 +5,7 @@
 //! (`/lms/deep_linking`): each graded item gets its own gradebook column.
 
 mod google;
+mod google_addons;
 mod product;
 
 use anyhow::Context;
@@ -111,6 +112,7 @@ impl Demo {
         product.register_catalog_in_background();
         google.configure(&running.app, &scope).await?;
         google.run_in_background(settings.public(""), api_key.secret().to_owned());
+        google_addons::run_in_background(running.app.clone(), scope.clone(), google.clone());
         Ok(Self {
             google,
             start_url: lms.home_url(),

@@ -172,6 +172,17 @@ impl SimulatedClassroom {
         }
     }
 
+    /// Lets our OAuth client redirect to one more URI (as adding it in the Cloud console).
+    pub fn allow_redirect_uri(&self, uri: Url) {
+        let client_id = self.inner.config.client.client_id.clone();
+        let mut state = self.state();
+        if let Some(c) = state.clients.iter_mut().find(|c| c.client_id == client_id)
+            && !c.redirect_uris.contains(&uri)
+        {
+            c.redirect_uris.push(uri);
+        }
+    }
+
     /// Removes a student from a course. False when they were not in it.
     pub fn remove_student(&self, course_id: &str, user_id: &str) -> bool {
         let mut state = self.state();
