@@ -375,6 +375,7 @@ async fn run(db: Option<String>) {
         student.email.as_str(),
         "emails with profile.emails"
     );
+    assert_eq!(member["source"], "classroom", "{member:#}");
     let person = member["person_id"].clone();
 
     // 3b. Per-course isolation: a second course whose domain admin has not allowed the
@@ -618,6 +619,37 @@ async fn run(db: Option<String>) {
     assert!(
         h.fake.stats().refreshes <= before + 1,
         "a revoked grant is not refreshed again"
+    );
+
+    // 8b. The teacher connects again: the same grant is active with a new token, and grades
+    //     flow; then the product disconnects them, which revokes at Google too.
+    let page = browser.get(h.connect_link().await.as_str()).await.unwrap();
+    assert_eq!(page.status, 200, "{}", page.body);
+    let status = h.get("api/v1/google").await;
+    assert_eq!(status["grants"].as_array().unwrap().len(), 1);
+    assert_eq!(status["grants"][0]["id"], grant_id.as_str());
+    assert_eq!(status["grants"][0]["status"], "active", "{status:#}");
+    let v = h.score(&draft["grade_target_id"], &person, 4.0, 10.0).await;
+    assert_eq!(v["status"]["state"], "delivered", "{v:#}");
+    let revocations = h.fake.stats().revocations;
+    let (s, gone) = h
+        .call(
+            reqwest::Method::DELETE,
+            &format!("api/v1/google/grants/{grant_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{gone:#}");
+    assert_eq!(gone["revoked_at_google"], true);
+    assert_eq!(h.fake.stats().revocations, revocations + 1);
+    let v = h.score(&draft["grade_target_id"], &person, 5.0, 10.0).await;
+    assert_eq!(v["status"]["state"], "dead", "{v:#}");
+    assert!(
+        v["status"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("disconnected"),
+        "{v:#}"
     );
 
     // 9. Every API request we sent was valid against the discovery document.

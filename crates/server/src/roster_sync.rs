@@ -511,6 +511,7 @@ impl RosterSyncs {
                     tenant
                         .set_google_course_access(claim.sync.context_id, "ok", None)
                         .await?;
+                    tenant.mark_google_enrollments(claim.sync.context_id).await?;
                     return Ok(());
                 }
             }

@@ -1100,6 +1100,22 @@ impl TenantStore<'_> {
         Ok(())
     }
 
+    /// Marks a linked course's enrolments as learnt from Classroom: the roster page writer
+    /// records rows as `nrps`, whichever adapter read them. Returns the rows changed.
+    pub async fn mark_google_enrollments(&self, context: ContextId) -> Result<u64, StoreError> {
+        Ok(on_db!(self.db, |pool| {
+            sqlx::query(
+                "UPDATE enrollments SET source = 'classroom' WHERE context_id = $1 AND tenant_id = $2 AND source = 'nrps' \
+                 AND EXISTS (SELECT 1 FROM google_courses c WHERE c.context_id = enrollments.context_id AND c.tenant_id = enrollments.tenant_id)",
+            )
+            .bind(context.to_string())
+            .bind(self.scope.tenant_id().to_string())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        }))
+    }
+
     /// Records a courseWork lmsbridge created as a grade target (kind
     /// `classroom_course_work`, under the id derived from its location), with the grant that
     /// grades it and how. Audited.

@@ -151,10 +151,10 @@ async fn google_client_grants_states_courses_and_course_work() {
                 .is_none()
         );
         assert!(
-            tb.mark_google_grant_revoked(g.id, "x", &actor)
+            !tb.mark_google_grant_revoked(g.id, "x", &actor)
                 .await
-                .unwrap()
-                == false
+                .unwrap(),
+            "another tenant cannot revoke it"
         );
 
         // OAuth states: single use, bound to the tenant, gone after expiry.

@@ -4,6 +4,7 @@
 //!   their Google account (features `roster`, `coursework`; the scopes asked follow them).
 //! - `GET /api/v1/google`: the tenant's Google setup and every grant with its state
 //!   (`revoked` with Google's reason when a teacher or admin withdrew access).
+//! - `DELETE /api/v1/google/grants/{id}`: disconnects a teacher (revoked at Google too).
 //! - `GET /api/v1/google/courses?grant_id=…`: the courses that teacher teaches (live from
 //!   Classroom, `teacherId=me`, every state), and which are linked.
 //! - `POST /api/v1/google/courses`: links a course to a context and starts its roster sync;
@@ -120,6 +121,57 @@ pub async fn status(
         "grants": grants,
         "courses": courses,
     })))
+}
+
+/// `DELETE /api/v1/google/grants/{id}`: revokes the grant at Google (RFC 7009) and marks it
+/// revoked, so nothing is sent with it until the teacher connects again.
+pub async fn disconnect(
+    State(app): State<App>,
+    TenantApiKey(scope): TenantApiKey,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let grant = grant_id(&id)?;
+    let tenant = app.store().tenant(&scope);
+    let g = tenant
+        .google_grant(grant)
+        .await?
+        .ok_or(ApiError::NotFound("grant_unknown"))?;
+    let mut revoked_at_google = false;
+    if let Some(token) = tenant
+        .google_refresh_token(grant, app.google().master())
+        .await?
+    {
+        let client = app
+            .google()
+            .client(&tenant, g.platform_id)
+            .await
+            .map_err(setup_error)?;
+        let refresh = classroom::RefreshToken::new(token.secret());
+        match client.tokens().oauth().revoke(&refresh).await {
+            Ok(_) => revoked_at_google = true,
+            Err(e) if e.is_retryable() => {
+                return Ok((
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({"error": "google_unavailable", "message": e.to_string()})),
+                )
+                    .into_response());
+            }
+            // Google refused the revocation: the grant is still never used again here.
+            Err(e) => tracing::warn!(error = %e, "Google refused to revoke a grant"),
+        }
+        client.tokens().forget(&refresh);
+    }
+    tenant
+        .mark_google_grant_revoked(
+            grant,
+            "disconnected through the product API",
+            &Actor::system("product-api"),
+        )
+        .await?;
+    Ok(Json(json!({
+        "id": grant, "status": "revoked", "revoked_at_google": revoked_at_google,
+    }))
+    .into_response())
 }
 
 fn grant_id(raw: &str) -> Result<GoogleGrantId, ApiError> {

@@ -90,6 +90,10 @@ pub fn router(app: App) -> Router {
         .route("/google/oauth/callback", get(google_oauth::callback))
         .route("/api/v1/google", get(google_api::status))
         .route(
+            "/api/v1/google/grants/{id}",
+            axum::routing::delete(google_api::disconnect),
+        )
+        .route(
             "/api/v1/google/connect-links",
             post(google_api::connect_link),
         )
