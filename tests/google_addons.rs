@@ -32,6 +32,8 @@ struct Harness {
     _fake_server: SpawnedClassroom,
     _certs: SpawnedCerts,
     platform: domain::PlatformId,
+    app: server::App,
+    scope: store::TenantScope,
     graded_item: String,
     http: reqwest::Client,
     stop: tokio::sync::oneshot::Sender<()>,
@@ -154,6 +156,8 @@ impl Harness {
             _fake_server: fake_server,
             _certs: certs,
             platform,
+            app,
+            scope,
             graded_item: graded.id.to_string(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -414,6 +418,45 @@ async fn run(db: Option<String>) {
         refused.body
     );
     assert!(refused.body.contains("Reference"));
+    // Another student comes to the teacher view without a session: they sign in as a
+    // teacher view asks (offline), Classroom says student, and no grant of theirs is kept.
+    let katherine = h.fake.students()[1].clone();
+    let mut their_view = teacher_view.clone();
+    their_view.set_query(None);
+    their_view.query_pairs_mut().extend_pairs([
+        ("courseId", course.as_str()),
+        ("itemId", post.as_str()),
+        ("attachmentId", attachment.id.as_str()),
+        ("login_hint", katherine.email.as_str()),
+    ]);
+    let page = Browser::new().get(their_view.as_str()).await.unwrap();
+    let page = page.click("Sign in with Google").await.unwrap();
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert_eq!(
+        h.fake
+            .authorizations()
+            .last()
+            .unwrap()
+            .access_type
+            .as_deref(),
+        Some("offline")
+    );
+    let tenant = h.app.store().tenant(&h.scope);
+    assert!(
+        tenant
+            .google_grant_for_user(h.platform, &katherine.id)
+            .await
+            .unwrap()
+            .is_none(),
+        "a student's offline grant is not stored"
+    );
+    let ada_grant = tenant
+        .google_grant_for_user(h.platform, &ada.id)
+        .await
+        .unwrap()
+        .expect("the teacher's grant");
+    assert!(ada_grant.has_refresh_token);
+    assert!(ada_grant.has_scope("https://www.googleapis.com/auth/classroom.addons.teacher"));
     // The teacher on the teacher view is handed off as an instructor.
     let mut ada_view = teacher_view.clone();
     ada_view.set_query(None);

@@ -261,6 +261,16 @@ struct Session {
     family_name: Option<String>,
     access_token: String,
     expires_at: i64,
+    /// A teacher view's offline grant, kept here until Classroom confirms the user is a
+    /// teacher: a student who signs in on a teacher view leaves no grant behind.
+    #[serde(default)]
+    pending_grant: Option<PendingGrant>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct PendingGrant {
+    refresh_token: String,
+    scopes: Vec<String>,
 }
 
 impl std::fmt::Debug for Session {
@@ -541,7 +551,8 @@ pub async fn open(
     let p = platform(&app, &platform_raw).await?;
     let q = AddOnQuery::parse(raw.as_deref())?;
     q.required(view)?;
-    let Some(s) = session(&app, &headers, p.id).filter(|s| s.matches_hint(q.login_hint.as_deref()))
+    let Some(mut s) =
+        session(&app, &headers, p.id).filter(|s| s.matches_hint(q.login_hint.as_deref()))
     else {
         return sign_in_page(&app, &p, view, &q, false);
     };
@@ -581,7 +592,11 @@ pub async fn open(
             "This page is for the course's teachers, and Classroom says you are a student here.",
         ));
     }
-    match view {
+    let renewed = match role {
+        ClassroomRole::Teacher => keep_pending_grant(&app, &p, &mut s).await?,
+        ClassroomRole::Student { .. } => None,
+    };
+    let mut resp = match view {
         View::Discovery => discovery_page(&app, &p, &s, &q).await,
         View::Upgrade => upgrade(&app, &p, &client, &s, &q).await,
         View::Teacher | View::Student | View::Review => {
@@ -594,7 +609,52 @@ pub async fn open(
             };
             hand_off(&app, &p, &s, &q, view, role, attachment, submission).await
         }
+    }?;
+    if let Some(c) = renewed {
+        resp.headers_mut().append(header::SET_COOKIE, c);
     }
+    Ok(resp)
+}
+
+/// Stores the offline grant a confirmed teacher's sign-in brought, and answers the session
+/// cookie without it.
+async fn keep_pending_grant(
+    app: &App,
+    p: &Platform,
+    s: &mut Session,
+) -> Result<Option<HeaderValue>, AddOnFailure> {
+    let Some(pending) = s.pending_grant.take() else {
+        return Ok(None);
+    };
+    app.store()
+        .tenant(&p.scope)
+        .save_google_grant(
+            p.id,
+            &NewGoogleGrant {
+                google_sub: s.sub.clone(),
+                email: s.email.clone(),
+                name: s.name.clone(),
+                given_name: s.given_name.clone(),
+                family_name: s.family_name.clone(),
+                scopes: pending.scopes,
+                refresh_token: Some(SecretString::new(pending.refresh_token)),
+            },
+            &app.inner().master,
+            &teacher_actor(s),
+        )
+        .await?;
+    Ok(session_cookie(app, s))
+}
+
+fn session_cookie(app: &App, s: &Session) -> Option<HeaderValue> {
+    let max_age = (s.expires_at - now_micros()) / 1_000_000;
+    let sealed = seal(&app.inner().master, SESSION_CONTEXT, s).ok()?;
+    cookie(
+        app,
+        &session_cookie_name(s.platform_id),
+        &sealed,
+        max_age.max(0),
+    )
 }
 
 /// `getAddOnContext` with the user's own token: Classroom's word on their role.
@@ -1108,7 +1168,7 @@ pub async fn callback(
         .userinfo(&grant.access_token)
         .await
         .map_err(AddOnFailure::SignIn)?;
-    let s = Session {
+    let mut s = Session {
         platform_id: p.id,
         sub: user.sub.as_str().to_owned(),
         email: user.email.clone(),
@@ -1118,6 +1178,7 @@ pub async fn callback(
         access_token: grant.access_token.secret().to_owned(),
         expires_at: now_micros()
             + i64::try_from(grant.expires_in.as_micros()).unwrap_or(i64::MAX / 2),
+        pending_grant: None,
     };
     if !s.matches_hint(back.login_hint.as_deref()) {
         return Err(AddOnFailure::Forbidden(
@@ -1129,25 +1190,10 @@ pub async fn callback(
         let tenant = app.store().tenant(&p.scope);
         let has_token = match &grant.refresh_token {
             Some(refresh) => {
-                tenant
-                    .save_google_grant(
-                        p.id,
-                        &NewGoogleGrant {
-                            google_sub: s.sub.clone(),
-                            email: s.email.clone(),
-                            name: s.name.clone(),
-                            given_name: s.given_name.clone(),
-                            family_name: s.family_name.clone(),
-                            scopes: grant.scopes.iter().map(str::to_owned).collect(),
-                            refresh_token: Some(SecretString::new(refresh.secret())),
-                        },
-                        &app.inner().master,
-                        &Actor {
-                            kind: domain::ActorKind::Instructor,
-                            id: format!("google:{}", s.sub),
-                        },
-                    )
-                    .await?;
+                s.pending_grant = Some(PendingGrant {
+                    refresh_token: refresh.secret().to_owned(),
+                    scopes: grant.scopes.iter().map(str::to_owned).collect(),
+                });
                 true
             }
             // The stored token must also cover what this sign-in asked for: a token
@@ -1227,15 +1273,7 @@ fn signed_in_page(
 }
 
 fn with_session(app: &App, mut resp: Response, s: &Session, state_cookie: &str) -> Response {
-    let max_age = (s.expires_at - now_micros()) / 1_000_000;
-    if let Ok(sealed) = seal(&app.inner().master, SESSION_CONTEXT, s)
-        && let Some(c) = cookie(
-            app,
-            &session_cookie_name(s.platform_id),
-            &sealed,
-            max_age.max(0),
-        )
-    {
+    if let Some(c) = session_cookie(app, s) {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
     if let Some(c) = cookie(app, state_cookie, "", 0) {
