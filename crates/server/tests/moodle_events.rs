@@ -39,12 +39,14 @@ impl Harness {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let dir = std::env::temp_dir().join(format!("lmsbridge-moodle-{}", uuid::Uuid::new_v4()));
-        let mut settings = Settings::defaults_for(addr, dir);
+        let mut settings = Settings::defaults_for(addr, dir.clone());
         settings.database_url = db.url.clone();
         settings.master_key = Some(master.to_base64());
         // Reconciliation is driven by the test.
         settings.moodle_reconcile_interval_secs = 0;
         let running = AppBuilder::new(settings).build().await.unwrap();
+        // Nothing lands in the data directory: the key is a setting, the database the test's.
+        let _ = std::fs::remove_dir(&dir);
         let store = running.app.store().clone();
         tokio::spawn(async move { axum::serve(listener, server::router(running.app)).await });
         Self {
