@@ -795,8 +795,9 @@ impl TenantStore<'_> {
             // status stays what it was.
             let row: GrantRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO google_grants (id, tenant_id, platform_id, google_sub, person_id, email, name, scopes, \
-                   refresh_token_sealed, status, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, CASE WHEN $9 IS NULL THEN 'revoked' ELSE 'active' END, $10, $10) \
+                   refresh_token_sealed, status, status_reason, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, CASE WHEN $9 IS NULL THEN 'revoked' ELSE 'active' END, \
+                   CASE WHEN $9 IS NULL THEN 'Google granted no offline access (no refresh token); connect again to allow it' END, $10, $10) \
                  ON CONFLICT (platform_id, google_sub) DO UPDATE SET \
                    email = COALESCE(excluded.email, google_grants.email), name = COALESCE(excluded.name, google_grants.name), \
                    scopes = excluded.scopes, \

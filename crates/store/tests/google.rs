@@ -157,6 +157,15 @@ async fn google_client_grants_states_courses_and_course_work() {
             "another tenant cannot revoke it"
         );
 
+        // A first consent that brought no refresh token cannot send anything: it says why.
+        let online = ta
+            .save_google_grant(p.id, &grant("2002", None), &master, &actor)
+            .await
+            .unwrap();
+        assert_eq!(online.status, GrantStatus::Revoked);
+        assert!(!online.has_refresh_token);
+        assert!(online.status_reason.unwrap().contains("no offline access"));
+
         // OAuth states: single use, bound to the tenant, gone after expiry.
         let state = NewGoogleOAuthState {
             platform_id: p.id,
@@ -375,7 +384,7 @@ async fn google_client_grants_states_courses_and_course_work() {
                 .secret(),
             "1//refresh-b"
         );
-        assert_eq!(ta.google_grants(p.id).await.unwrap().len(), 1);
+        assert_eq!(ta.google_grants(p.id).await.unwrap().len(), 2);
         assert!(tb.google_grants(p.id).await.unwrap().is_empty());
 
         let reports = store.verify_audit(None).await.unwrap();
