@@ -274,6 +274,8 @@ impl TenantStore<'_> {
         {
             return Ok(existing);
         }
+        // Only this tenant's platform: rows are never written under another's.
+        self.platform(new.platform_id).await?;
         let now = now_micros();
         let tenant = self.scope.tenant_id();
         let tenant_s = tenant.to_string();
@@ -441,6 +443,7 @@ impl TenantStore<'_> {
     /// `google_classroom`) and its one-time handoff code, audited, all or nothing. The
     /// product redeems the code exactly as it redeems an LTI launch's.
     pub async fn record_add_on_open(&self, open: &AddOnOpen) -> Result<RecordedLaunch, StoreError> {
+        self.platform(open.platform_id).await?;
         let now = now_micros();
         let tenant = self.scope.tenant_id();
         let tenant_s = tenant.to_string();
@@ -624,6 +627,7 @@ impl TenantStore<'_> {
         registration_id: &str,
         expires_at: i64,
     ) -> Result<PushRegistration, StoreError> {
+        self.platform(platform).await?;
         let now = now_micros();
         let tenant_s = self.scope.tenant_id().to_string();
         let row: Option<RegistrationRow> = on_db!(self.db, |pool| {
