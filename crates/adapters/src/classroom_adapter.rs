@@ -525,6 +525,15 @@ impl LmsAdapter for ClassroomAdapter {
             }
             detail.push_str(", returned to the student");
         }
+        if score
+            .comment
+            .as_deref()
+            .is_some_and(|c| !c.trim().is_empty())
+        {
+            // The Classroom API has no field for a grade's comment (private comments are not
+            // in the API); say so rather than drop it unseen.
+            detail.push_str("; the comment was not sent: the Classroom API takes none");
+        }
         Ok(DeliveryReceipt::new(200, detail))
     }
 
