@@ -13,7 +13,9 @@ use server::{AppBuilder, Settings};
 use std::time::{Duration, Instant};
 use store::crypto::MasterKey;
 use store::google::{GradeMode, NewGoogleClient, NewGoogleCourseWork, SecretString};
-use testkit::classroom::{ClassroomConfig, ClassroomFault, OAuthClientRegistration, RetryAfter};
+use testkit::classroom::{
+    ClassroomConfig, ClassroomFault, Consent, OAuthClientRegistration, RetryAfter,
+};
 use testkit::{Browser, SimulatedClassroom, SpawnedClassroom};
 use url::Url;
 
@@ -266,6 +268,31 @@ async fn run(db: Option<String>) {
         .await
         .unwrap();
     assert_eq!(forged.status().as_u16(), 400);
+
+    // 1b. Google's refusals come back as pages that say what to do.
+    for (consent, words) in [
+        (Consent::Deny, "did not give consent"),
+        (
+            Consent::AdminBlocked,
+            "administrator has not allowed this app",
+        ),
+    ] {
+        h.fake.set_consent(consent);
+        let page = Browser::new()
+            .get(h.connect_link().await.as_str())
+            .await
+            .unwrap();
+        assert_eq!(page.status, 400, "{}", page.body);
+        assert!(page.body.contains(words), "{}", page.body);
+    }
+    h.fake.set_consent(Consent::GrantAll);
+    assert!(
+        h.get("api/v1/google").await["grants"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "nothing stored from a refused consent"
+    );
 
     // 2. The teacher connects in a browser that follows every redirect with its cookies.
     let browser = Browser::new();
