@@ -484,6 +484,75 @@ async fn run(db: Option<String>) {
         .await;
     assert_eq!(teacher_launch["roles"], json!(["instructor"]));
     assert_eq!(teacher_launch["google_classroom"]["view"], "teacher_view");
+    // Student work review: the teacher, on a student's submission.
+    let review = h.view(
+        "review",
+        &[
+            ("courseId", course.as_str()),
+            ("itemId", post.as_str()),
+            ("attachmentId", attachment.id.as_str()),
+            ("submissionId", alan_submission.id.as_str()),
+            ("login_hint", ada.email.as_str()),
+        ],
+    );
+    let asked = contexts(&h);
+    let page = teacher.get(review.as_str()).await.unwrap();
+    assert_eq!(page.url.path(), "/health", "{}", page.body);
+    assert_eq!(contexts(&h), asked + 1, "Classroom is asked on every open");
+    let code = page
+        .url
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let (_, reviewed) = h
+        .api(
+            reqwest::Method::POST,
+            "api/v1/launches/redeem",
+            Some(json!({"code": code})),
+        )
+        .await;
+    assert_eq!(reviewed["google_classroom"]["view"], "student_work_review");
+    assert_eq!(
+        reviewed["google_classroom"]["submission_id"],
+        alan_submission.id.as_str()
+    );
+    assert_eq!(reviewed["roles"], json!(["instructor"]));
+    // Link upgrade: a pasted catalog link becomes its (ungraded) attachment; another link
+    // does not.
+    let upgrade = |to: &str| {
+        h.view(
+            "upgrade",
+            &[
+                ("courseId", course.as_str()),
+                ("itemId", post.as_str()),
+                ("itemType", "courseWork"),
+                ("addOnToken", add_on_token.as_str()),
+                ("urlToUpgrade", to),
+                ("login_hint", ada.email.as_str()),
+            ],
+        )
+    };
+    let page = teacher
+        .get(upgrade("https://product.example/reading").as_str())
+        .await
+        .unwrap();
+    assert_eq!(page.status, 200, "{}", page.body);
+    let upgraded: Vec<_> = h
+        .fake
+        .attachments()
+        .into_iter()
+        .filter(|a| a.title == "Reading corner")
+        .collect();
+    assert_eq!(upgraded.len(), 1);
+    assert_eq!(upgraded[0].max_points, None);
+    let page = teacher
+        .get(upgrade("https://elsewhere.example/x").as_str())
+        .await
+        .unwrap();
+    assert_eq!(page.status, 404, "{}", page.body);
+    assert_eq!(h.fake.attachments().len(), 2);
 
     // 4. The teacher is long gone (every access token Google issued has expired); the
     //    product grades and the score reaches Classroom with the stored offline grant.
