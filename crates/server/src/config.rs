@@ -99,8 +99,8 @@ pub struct Settings {
     /// unset, no registrations are made and courses are re-synced periodically instead.
     #[serde(default)]
     pub google_pubsub_topic: Option<String>,
-    /// Re-sync each linked Google course this often when push notifications are not
-    /// configured, seconds (0: never).
+    /// Re-sync each linked Google course that no live push registration covers this often,
+    /// seconds (0: never).
     #[serde(default = "default_google_resync_interval")]
     pub google_resync_interval_secs: u64,
     /// Moodle plugin requests signed further than this from our clock are refused, seconds.

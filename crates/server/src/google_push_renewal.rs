@@ -202,25 +202,45 @@ pub async fn resync_course(
     })
 }
 
-/// Re-syncs linked courses not read for the configured interval, when push is off.
+/// Re-syncs linked courses not read for the configured interval that no live push
+/// registration covers: all of them when push is off, and with push on those whose
+/// teacher's grant could not register them (no push scope) or whose registration lapsed.
 pub async fn resync_stale_courses(app: &App, now: i64) -> Result<usize, store::StoreError> {
     let interval = app.settings().google_resync_interval_secs;
-    if app.settings().google_pubsub_topic.is_some() || interval == 0 {
+    if interval == 0 {
         return Ok(0);
     }
     let interval = i64::try_from(interval)
         .unwrap_or(i64::MAX / 1_000_000)
         .saturating_mul(1_000_000);
+    let push = app.settings().google_pubsub_topic.is_some();
     let mut queued = 0;
     // Oldest first, so a large installation gets through its courses over several passes.
-    for (scope, course) in app.store().google_courses_all(i64::from(BATCH)).await? {
+    for (scope, course) in app
+        .store()
+        .google_courses_all(i64::from(BATCH) * 10)
+        .await?
+    {
         if now - course.updated_at < interval {
             break;
+        }
+        if push
+            && app
+                .store()
+                .tenant(&scope)
+                .push_registration(course.platform_id, &course.course_id)
+                .await?
+                .is_some_and(|r| r.expires_at > now)
+        {
+            continue;
         }
         if resync_course(app, &scope, course.platform_id, &course.course_id).await?
             == "resync_queued"
         {
             queued += 1;
+            if queued >= BATCH as usize {
+                break;
+            }
         }
     }
     Ok(queued)

@@ -492,13 +492,21 @@ async fn push_flow(db: Option<String>) {
         0,
         "a week ahead again"
     );
-    // No interval re-sync while push is on.
+    // No interval re-sync while a live registration covers the course; once it lapsed
+    // (renewal failing for a month), the interval takes over.
     assert_eq!(
-        server::google_push_renewal::resync_stale_courses(&h.app, now + 30 * DAY)
+        server::google_push_renewal::resync_stale_courses(&h.app, now + 2 * 3600 * 1_000_000)
             .await
             .unwrap(),
         0
     );
+    assert_eq!(
+        server::google_push_renewal::resync_stale_courses(&h.app, now + 30 * DAY)
+            .await
+            .unwrap(),
+        1
+    );
+    wait_for_sync(&tenant, linked.context_id).await;
     let invalid: Vec<_> = h
         .fake
         .requests()
