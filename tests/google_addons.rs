@@ -557,6 +557,14 @@ async fn run(db: Option<String>) {
     // 4. The teacher is long gone (every access token Google issued has expired); the
     //    product grades and the score reaches Classroom with the stored offline grant.
     h.fake.faults().expire_access_tokens();
+    // And Classroom answers the first patch with 429 RESOURCE_EXHAUSTED: retried after its
+    // Retry-After by the durable queue.
+    h.fake.faults().fail_next(
+        1,
+        testkit::classroom::ClassroomFault::ResourceExhausted {
+            retry_after: Some(testkit::classroom::RetryAfter::Seconds(1)),
+        },
+    );
     let (s, v) = h
         .api(
             reqwest::Method::POST,
@@ -584,6 +592,12 @@ async fn run(db: Option<String>) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(v["status"]["state"], "delivered", "{label}: {v:#}");
+    let log = v["attempt_log"].as_array().unwrap();
+    assert_eq!(log.len(), 2, "{v:#}");
+    assert!(
+        log[0]["detail"].as_str().unwrap().contains("rate limited"),
+        "{v:#}"
+    );
     let held = h.fake.attachments()[0].clone();
     assert_eq!(
         held.points,
