@@ -691,6 +691,11 @@ async fn run(db: Option<String>) {
         .unwrap();
     assert_eq!(replay.status().as_u16(), 400, "the state was spent");
 
+    assert_eq!(
+        h.fake.registrations().len(),
+        1,
+        "a second attachment in the course does not register it again"
+    );
     // Everything lmsbridge sent Classroom was valid against the discovery document.
     let invalid: Vec<_> = h
         .fake

@@ -91,6 +91,31 @@ pub async fn register_course(
     Ok(saved)
 }
 
+/// Registers a course unless a registration with more than the renewal lead left already
+/// covers it (attaching the add-on twice to one course registers it once).
+pub async fn ensure_course_registered(
+    app: &App,
+    scope: &TenantScope,
+    platform: PlatformId,
+    course_id: &str,
+    teacher_sub: &str,
+) -> Result<Option<PushRegistration>, RegisterError> {
+    let live = app
+        .store()
+        .tenant(scope)
+        .push_registration(platform, course_id)
+        .await?
+        .is_some_and(|r| {
+            r.registration_id.is_some() && r.expires_at > now_micros() + RENEW_LEAD_MICROS
+        });
+    if live {
+        return Ok(None);
+    }
+    register_course(app, scope, platform, course_id, teacher_sub)
+        .await
+        .map(Some)
+}
+
 /// Renews every registration that lapses within [`RENEW_LEAD_MICROS`] of `now`. Returns
 /// how many were renewed; failures are kept on the registration and retried after the lease.
 pub async fn renew_due(app: &App, now: i64) -> Result<usize, store::StoreError> {

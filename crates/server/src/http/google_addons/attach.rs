@@ -237,9 +237,10 @@ pub(super) async fn create_attachment(
             s.sub.clone(),
         );
         tokio::spawn(async move {
-            if let Err(e) =
-                crate::google_push_renewal::register_course(&app, &scope, platform, &course, &sub)
-                    .await
+            if let Err(e) = crate::google_push_renewal::ensure_course_registered(
+                &app, &scope, platform, &course, &sub,
+            )
+            .await
             {
                 tracing::warn!(course = %course, error = %e, "registering roster push for a course failed; the renewal task retries");
             }
