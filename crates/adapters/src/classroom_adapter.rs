@@ -87,7 +87,7 @@ pub const USER_REQUESTS_PER_MINUTE: f64 = 1200.0;
 /// stay small and the moving average never goes over. Requests reserve their slot and wait
 /// for it; nothing is dropped.
 #[derive(Debug)]
-struct UserPacer {
+pub(crate) struct UserPacer {
     per_sec: f64,
     burst: f64,
     buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
@@ -125,7 +125,7 @@ impl UserPacer {
         }
     }
 
-    async fn pace(&self, grant: &str) {
+    pub(crate) async fn pace(&self, grant: &str) {
         let wait = self.reserve(grant);
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
@@ -434,7 +434,7 @@ impl LmsAdapter for ClassroomAdapter {
         if let (TargetLocation::ClassroomAddOnAttachment { .. }, Some(add_ons)) =
             (&score.target, &self.add_ons)
         {
-            return crate::send_add_on_score(add_ons.as_ref(), score).await;
+            return crate::classroom_addon::send(add_ons.as_ref(), &self.pacer, score).await;
         }
         let TargetLocation::ClassroomCourseWork {
             course_id,

@@ -56,8 +56,11 @@ pub trait AddOnGrants: Send + Sync + std::fmt::Debug {
 }
 
 /// Sends one add-on score. Safe to repeat: patching the same points twice changes nothing.
-pub async fn send_add_on_score(
+/// Requests are paced to Google's per-user quota with the adapter's pacer, which its
+/// courseWork and roster calls share.
+pub(crate) async fn send(
     grants: &dyn AddOnGrants,
+    pacer: &crate::classroom_adapter::UserPacer,
     score: &ScoreDelivery,
 ) -> Result<DeliveryReceipt, DeliveryError> {
     let TargetLocation::ClassroomAddOnAttachment {
@@ -83,6 +86,7 @@ pub async fn send_add_on_score(
         platform_user_id: &score.platform_user_id,
     };
     let grant = grants.add_on_grant(&score.platform, &target).await?;
+    pacer.pace(&grant.grant_id).await;
     let maximum = score.score_maximum.unwrap_or(grant.max_points);
     let points = classroom::grade::scale_to_max_points(given, maximum, Some(grant.max_points))
         .map_err(|e| DeliveryError::Rejected {

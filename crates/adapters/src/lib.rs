@@ -11,5 +11,5 @@ pub use classroom_adapter::{
     ClassroomAdapter, ClassroomGrants, CourseGrant, CourseWorkGrant, GradeField, RosterError,
     course_roster_url, map_error as classroom_delivery_error,
 };
-pub use classroom_addon::{AddOnGrant, AddOnGrants, AddOnTarget, send_add_on_score};
+pub use classroom_addon::{AddOnGrant, AddOnGrants, AddOnTarget};
 pub use lti_adapter::{LtiAdapter, SigningKeySource, roles as lti_roles};
