@@ -34,6 +34,7 @@ struct Harness {
     platform: domain::PlatformId,
     app: server::App,
     scope: store::TenantScope,
+    master: MasterKey,
     graded_item: String,
     http: reqwest::Client,
     stop: tokio::sync::oneshot::Sender<()>,
@@ -158,6 +159,7 @@ impl Harness {
             platform,
             app,
             scope,
+            master,
             graded_item: graded.id.to_string(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -695,6 +697,67 @@ async fn run(db: Option<String>) {
         h.fake.registrations().len(),
         1,
         "a second attachment in the course does not register it again"
+    );
+
+    // 7. The teacher revokes lmsbridge at Google: the next add-on score dies saying she must
+    //    sign in again, and her grant shows as revoked.
+    let tenant = h.app.store().tenant(&h.scope);
+    let grant = tenant
+        .google_grant_for_user(h.platform, &ada.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let refresh = tenant
+        .google_refresh_token(grant.id, &h.master)
+        .await
+        .unwrap()
+        .unwrap();
+    let revoked = h
+        .http
+        .post(h.fake.urls().revocation)
+        .form(&[("token", refresh.secret())])
+        .send()
+        .await
+        .unwrap();
+    assert!(revoked.status().is_success());
+    h.fake.faults().expire_access_tokens();
+    let (s, v) = h
+        .api(
+            reqwest::Method::POST,
+            "api/v1/scores",
+            Some(json!({
+                "grade_target_id": target, "person_id": launch["person"]["id"],
+                "score_given": 5, "score_maximum": 5,
+                "activity_progress": "Completed", "grading_progress": "FullyGraded",
+                "actor": {"kind": "ai_grader", "id": "grader-v1"},
+            })),
+        )
+        .await;
+    assert_eq!(s, 202, "{v:#}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    loop {
+        let (_, v) = h
+            .api(reqwest::Method::GET, &format!("api/v1/scores/{id}"), None)
+            .await;
+        if v["status"]["state"] == "dead" {
+            assert!(v.to_string().contains("again"), "{v:#}");
+            break;
+        }
+        assert_ne!(v["status"]["state"], "delivered", "{v:#}");
+        assert!(started.elapsed() < PATIENCE, "score stuck: {v:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let grant = tenant
+        .google_grant_for_user(h.platform, &ada.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(grant.status, store::google::GrantStatus::Revoked);
+    assert_eq!(
+        h.fake.attachments()[0].points,
+        vec![(alan_submission.id.clone(), 8.0)],
+        "nothing changed in Classroom"
     );
     // Everything lmsbridge sent Classroom was valid against the discovery document.
     let invalid: Vec<_> = h
