@@ -464,7 +464,7 @@ impl TenantStore<'_> {
             AddOnRole::Teacher => Role::Instructor,
             AddOnRole::Student => Role::Learner,
         };
-        let summary = serde_json::json!({
+        let mut summary = serde_json::json!({
             "launch_id": launch_id,
             "message_type": "GoogleClassroomAddOnLaunch",
             "platform": "google_classroom",
@@ -509,7 +509,6 @@ impl TenantStore<'_> {
                 "resource_id": resource, "roles": [role_name],
             }),
         );
-        let summary_s = summary.to_string();
         on_db!(self.db, |pool| {
             let mut tx = pool.begin_write().await?;
             let stored: Option<String> = sqlx::query_scalar(
@@ -544,6 +543,18 @@ impl TenantStore<'_> {
                 open.course_title.as_deref(),
                 now
             );
+            // The course's name as a roster sync or an earlier open stored it.
+            let title: Option<String> =
+                sqlx::query_scalar("SELECT title FROM contexts WHERE id = $1 AND tenant_id = $2")
+                    .bind(ctx.to_string())
+                    .bind(&tenant_s)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .flatten();
+            if let Some(t) = title {
+                summary["context"]["title"] = serde_json::Value::String(t);
+            }
+            let summary_s = summary.to_string();
             sqlx::query(
                 "INSERT INTO enrollments (tenant_id, context_id, person_id, roles, status, source, updated_at) \
                  VALUES ($1, $2, $3, $4, 'active', 'google_addon', $5) \

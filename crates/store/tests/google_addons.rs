@@ -142,6 +142,18 @@ async fn attachments_opens_registrations_and_push_events() {
         assert_eq!(summary["roles"], serde_json::json!(["learner"]));
         assert_eq!(summary["google_classroom"]["submission_id"], "sub-1");
         assert_eq!(summary["context"]["title"], "Algebra 1");
+        let second = ta
+            .record_add_on_open(&AddOnOpen {
+                course_title: None,
+                ..open(pa, Some(graded.clone()), "code-3")
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            second.summary["context"]["title"], "Algebra 1",
+            "the course's stored name"
+        );
+        assert_eq!(second.person_id, recorded.person_id);
         assert!(
             ta.redeem_handoff(&sha256_hex(b"code-1"))
                 .await
