@@ -521,6 +521,26 @@ async fn run(db: Option<String>) {
         alan_submission.id.as_str()
     );
     assert_eq!(reviewed["roles"], json!(["instructor"]));
+    assert_eq!(
+        reviewed["google_classroom"]["reviewed_person_id"], launch["person"]["id"],
+        "the student whose work is shown, as Classroom says"
+    );
+    let mut forged_review = review.clone();
+    forged_review.set_query(None);
+    forged_review.query_pairs_mut().extend_pairs([
+        ("courseId", course.as_str()),
+        ("itemId", post.as_str()),
+        ("attachmentId", attachment.id.as_str()),
+        ("submissionId", "5999999999"),
+        ("login_hint", ada.email.as_str()),
+    ]);
+    let page = teacher.get(forged_review.as_str()).await.unwrap();
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(
+        page.body.contains("did not find this student"),
+        "{}",
+        page.body
+    );
     // Link upgrade: a pasted catalog link becomes its (ungraded) attachment; another link
     // does not.
     let upgrade = |to: &str| {

@@ -473,6 +473,29 @@ impl ClassroomClient {
             .await
     }
 
+    /// `addOnAttachments.studentSubmissions.get`: whose work a submission is (`userId`) and
+    /// its points, as the Student Work Review iframe needs to know whom it shows.
+    pub async fn get_add_on_submission(
+        &self,
+        creds: &Credentials,
+        course: &CourseId,
+        item: &CourseWorkId,
+        attachment: &AttachmentId,
+        submission: &SubmissionId,
+    ) -> Result<AddOnAttachmentStudentSubmission, ApiError> {
+        let url = self.url(&[
+            "courses",
+            course.as_str(),
+            "courseWork",
+            item.as_str(),
+            "addOnAttachments",
+            attachment.as_str(),
+            "studentSubmissions",
+            submission.as_str(),
+        ]);
+        self.get(creds, url).await
+    }
+
     // ----- push notifications -----
 
     /// `registrations.create` for a course's roster changes, published to `topic`. The

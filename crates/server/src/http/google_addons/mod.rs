@@ -337,7 +337,39 @@ pub async fn open(
                     submission_id.map(|s| s.as_str().to_owned()),
                 ),
             };
-            hand_off(&app, &p, &s, &q, view, role, attachment, submission).await
+            // Student Work Review: whose work it is, as Classroom says.
+            let reviewed = match (view, &attachment, &submission) {
+                (View::Review, Some(a), Some(sub)) => Some(
+                    client
+                        .get_add_on_submission(
+                            &s.credentials(),
+                            &q.course(),
+                            &q.item(),
+                            &AttachmentId::new(a.attachment_id.clone()),
+                            &classroom::SubmissionId::new(sub.clone()),
+                        )
+                        .await
+                        .map_err(|e| {
+                            AddOnFailure::Classroom(
+                                "Classroom did not find this student's work on the attachment.",
+                                e,
+                            )
+                        })?
+                        .user_id
+                        .map(|u| u.as_str().to_owned())
+                        .ok_or(AddOnFailure::NotFound(
+                            "submission_unknown",
+                            "Classroom did not say whose work this is.",
+                        ))?,
+                ),
+                _ => None,
+            };
+            let who = Who {
+                role,
+                submission,
+                reviewed,
+            };
+            hand_off(&app, &p, &s, &q, view, who, attachment).await
         }
     }?;
     if let Some(c) = renewed {
@@ -395,17 +427,28 @@ async fn confirm(
 }
 
 /// Records the open and hands it to the product with a one-time code.
-#[allow(clippy::too_many_arguments)]
+/// The confirmed role of an open, the student's submission (or the one under review) and,
+/// for Student Work Review, whose work it is.
+struct Who {
+    role: AddOnRole,
+    submission: Option<String>,
+    reviewed: Option<String>,
+}
+
 async fn hand_off(
     app: &App,
     p: &Platform,
     s: &Session,
     q: &AddOnQuery,
     view: View,
-    role: AddOnRole,
+    who: Who,
     attachment: Option<AddOnAttachmentRecord>,
-    submission: Option<String>,
 ) -> Result<Response, AddOnFailure> {
+    let Who {
+        role,
+        submission,
+        reviewed,
+    } = who;
     let code = random_token(32);
     let tenant = app.store().tenant(&p.scope);
     let open = AddOnOpen {
@@ -419,7 +462,7 @@ async fn hand_off(
         item_type: q.item_type.clone().unwrap_or_else(|| "courseWork".into()),
         attachment,
         submission_id: submission,
-        reviewed_user_id: None,
+        reviewed_user_id: reviewed,
         extras: serde_json::json!({"platform_kind": "google_classroom"}),
         handoff_code_hash: sha256_hex(code.as_bytes()),
         handoff_expires_at: now_micros() + app.settings().handoff_ttl_secs * 1_000_000,
