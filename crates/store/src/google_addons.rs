@@ -5,7 +5,7 @@
 //! messages they brought.
 //!
 //! People and contexts get the ids every other path derives for them
-//! ([`crate::launch_batch::person_id`], [`crate::launch_batch::context_id`]), so a student
+//! (`launch_batch::person_id`, `launch_batch::context_id`), so a student
 //! who opens an add-on is the same person the Google roster sync writes.
 
 use crate::audit::NewAuditEntry;
