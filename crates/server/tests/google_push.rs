@@ -334,6 +334,15 @@ async fn push_flow(db: Option<String>) {
             Some(GooglePushSigner::forged_token(&valid)),
         ),
         (
+            "a key id Google does not publish",
+            Some(
+                lti::keys::ToolKey::generate("attacker-kid")
+                    .unwrap()
+                    .sign(&valid)
+                    .unwrap(),
+            ),
+        ),
+        (
             "expired",
             Some(h.signer.token(&PushTokenClaims {
                 iat: now - 7200,
