@@ -311,6 +311,26 @@ async fn run(db: Option<String>) {
         .unwrap();
     assert_eq!(again.status, 400, "{}", again.body);
     assert_eq!(h.fake.attachments().len(), 1);
+    // The pick is audited once, as the add-on's own action (not as an LTI deep link).
+    let (status, audit) = h
+        .api(reqwest::Method::GET, "api/v1/audit?limit=1000", None)
+        .await;
+    assert_eq!(status, 200, "{audit:#}");
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| **a == "google.addon_item_picked")
+            .count(),
+        1,
+        "{actions:?}"
+    );
+    assert!(!actions.contains(&"deep_linking.response_sent"));
     // The course is registered for roster changes with the teacher's grant.
     let started = Instant::now();
     while h.fake.registrations().is_empty() {

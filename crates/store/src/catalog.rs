@@ -460,15 +460,31 @@ impl TenantStore<'_> {
         subject: String,
         detail: serde_json::Value,
     ) -> Result<bool, StoreError> {
-        let now = now_micros();
-        let tenant = self.scope.tenant_id();
-        let audit = NewAuditEntry::tenant(
-            tenant,
-            actor.clone(),
+        self.use_picker_token_as(
             "deep_linking.response_sent",
+            jti,
+            expires_at,
+            actor,
             subject,
             detail,
-        );
+        )
+        .await
+    }
+
+    /// [`Self::use_picker_token`] for another picker (a Classroom add-on's attachment
+    /// discovery), audited under its own `action`.
+    pub async fn use_picker_token_as(
+        &self,
+        action: &'static str,
+        jti: &str,
+        expires_at: i64,
+        actor: &Actor,
+        subject: String,
+        detail: serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        let now = now_micros();
+        let tenant = self.scope.tenant_id();
+        let audit = NewAuditEntry::tenant(tenant, actor.clone(), action, subject, detail);
         let first_use = on_db!(self.db, |pool| {
             let mut tx = pool.begin_write().await?;
             // Expired tokens no longer open, so their rows have done their job.

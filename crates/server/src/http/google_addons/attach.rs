@@ -134,7 +134,8 @@ pub(super) async fn attach(
         Err(e) => return Err(e.into()),
     };
     let fresh = tenant
-        .use_picker_token(
+        .use_picker_token_as(
+            "google.addon_item_picked",
             &format!("gaddon:{}", pick.jti),
             pick.expires_at,
             &teacher_actor(&s),
