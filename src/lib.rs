@@ -3,6 +3,6 @@
 
 pub mod cli;
 pub mod demo;
-pub mod moodle_plugin;
 mod logging;
+pub mod moodle_plugin;
 pub mod settings;

@@ -354,7 +354,10 @@ mod tests {
             "platform_rate_budget_low_water = -5",
         ] {
             std::fs::write(&file, format!("{bad}\n")).unwrap();
-            assert!(load(Some(&file), &SettingsFlags::default()).is_err(), "{bad}");
+            assert!(
+                load(Some(&file), &SettingsFlags::default()).is_err(),
+                "{bad}"
+            );
         }
         std::fs::remove_dir_all(dir).unwrap();
     }

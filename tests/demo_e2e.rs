@@ -78,8 +78,17 @@ async fn google_step_ran(r: &Running) {
     assert_eq!(outcome.max_points, 10.0);
     assert!(outcome.members >= 8, "{outcome:?}");
     let held = r.google.classroom.submissions(&outcome.course_work_id);
-    assert!(held.iter().any(|s| s.assigned_grade == Some(8.0) && s.state == "RETURNED"));
-    assert!(r.google.classroom.requests().iter().all(|q| q.invalid.is_none()));
+    assert!(
+        held.iter()
+            .any(|s| s.assigned_grade == Some(8.0) && s.state == "RETURNED")
+    );
+    assert!(
+        r.google
+            .classroom
+            .requests()
+            .iter()
+            .all(|q| q.invalid.is_none())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -135,12 +135,8 @@ impl AppBuilder {
             settings.clock_skew_secs,
         );
         let lti = Arc::new(LtiAdapter::new(http.clone(), keyring.clone()));
-        let google = crate::google::Google::new(
-            store.clone(),
-            master.clone(),
-            http.clone(),
-            &settings,
-        );
+        let google =
+            crate::google::Google::new(store.clone(), master.clone(), http.clone(), &settings);
         let classroom = Arc::new(google.adapter());
         let adapters = Arc::new(Adapters {
             lti: lti.clone(),

@@ -452,7 +452,10 @@ impl RosterSyncs {
                     message: "Google Classroom's roster paging did not end".into(),
                 });
             }
-            let page = match self.classroom_page(&adapter, &platform, &url, deadline).await {
+            let page = match self
+                .classroom_page(&adapter, &platform, &url, deadline)
+                .await
+            {
                 Ok(page) => page,
                 Err(e) => {
                     if let Stop::Failed { code, message } = &e
@@ -511,7 +514,9 @@ impl RosterSyncs {
                     tenant
                         .set_google_course_access(claim.sync.context_id, "ok", None)
                         .await?;
-                    tenant.mark_google_enrollments(claim.sync.context_id).await?;
+                    tenant
+                        .mark_google_enrollments(claim.sync.context_id)
+                        .await?;
                     return Ok(());
                 }
             }
