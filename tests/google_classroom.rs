@@ -21,6 +21,9 @@ use url::Url;
 
 const PATIENCE: Duration = Duration::from_secs(40);
 
+/// The Cloud Pub/Sub topic roster changes are published to.
+const ROSTER_TOPIC: &str = "projects/lmsbridge-test/topics/classroom-roster";
+
 struct Harness {
     base: Url,
     api_key: String,
@@ -58,6 +61,8 @@ impl Harness {
         settings.google_revocation_url = urls.revocation.clone();
         settings.google_userinfo_url = urls.userinfo.clone();
         settings.google_classroom_api_url = urls.api_base.clone();
+        // Push configured: a linked course is registered for roster changes.
+        settings.google_pubsub_topic = Some(ROSTER_TOPIC.into());
         let worker = passback::WorkerConfig {
             poll_interval: Duration::from_millis(100),
             backoff: passback::Backoff {
@@ -317,11 +322,15 @@ async fn run(db: Option<String>) {
         assert!(auth.scopes.iter().any(|x| x == s), "{s} asked for");
     }
     assert!(
-        !auth
-            .scopes
-            .iter()
-            .any(|s| s.contains("addons") || s.contains("push")),
+        !auth.scopes.iter().any(|s| s.contains("addons")),
         "only what the features need: {:?}",
+        auth.scopes
+    );
+    assert!(
+        auth.scopes
+            .iter()
+            .any(|s| s == "https://www.googleapis.com/auth/classroom.push-notifications"),
+        "rosters with push configured ask to register for roster changes: {:?}",
         auth.scopes
     );
     let status = h.get("api/v1/google").await;
@@ -352,6 +361,12 @@ async fn run(db: Option<String>) {
         )
         .await;
     assert_eq!(s, 201, "{linked:#}");
+    assert_eq!(linked["roster_push"]["state"], "registered", "{linked:#}");
+    let registrations = h.fake.registrations();
+    assert_eq!(registrations.len(), 1, "{registrations:?}");
+    assert_eq!(registrations[0].course_id, algebra.as_str());
+    assert_eq!(registrations[0].topic, ROSTER_TOPIC);
+    assert_eq!(registrations[0].user_id, teacher.id.as_str());
     let context = linked["course"]["context_id"].as_str().unwrap().to_owned();
     let sync_id = linked["sync"]["id"].as_str().unwrap().to_owned();
     let sync = wait_sync(&h, &sync_id).await;

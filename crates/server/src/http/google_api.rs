@@ -283,11 +283,48 @@ pub async fn link_course(
         )
         .await?;
     let sync = start_sync(&app, &scope, linked.context_id).await?;
+    let push = register_for_roster_changes(&app, &scope, platform, grant, &body.course_id).await;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"course": linked, "sync": sync})),
+        Json(json!({"course": linked, "sync": sync, "roster_push": push})),
     )
         .into_response())
+}
+
+/// With push configured, registers the linked course for Classroom roster-change
+/// notifications with the linking teacher's grant, so later changes re-sync it without
+/// waiting for the interval. Says what happened; a failure leaves the interval re-sync
+/// covering the course and does not fail the link.
+async fn register_for_roster_changes(
+    app: &App,
+    scope: &TenantScope,
+    platform: domain::PlatformId,
+    grant: GoogleGrantId,
+    course_id: &str,
+) -> serde_json::Value {
+    if app.settings().google_pubsub_topic.is_none() {
+        return json!({"state": "not_configured", "fallback": "interval re-sync"});
+    }
+    let teacher = match app.store().tenant(scope).google_grant(grant).await {
+        Ok(Some(g)) => g.google_sub,
+        Ok(None) => return json!({"state": "failed", "reason": "the grant is unknown"}),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the grant for a push registration failed");
+            return json!({"state": "failed", "reason": "storage failed"});
+        }
+    };
+    match crate::google_push_renewal::ensure_course_registered(
+        app, scope, platform, course_id, &teacher,
+    )
+    .await
+    {
+        Ok(Some(r)) => json!({"state": "registered", "expires_at": r.expires_at}),
+        Ok(None) => json!({"state": "already_registered"}),
+        Err(e) => {
+            tracing::warn!(course = %course_id, error = %e, "Classroom roster push registration failed");
+            json!({"state": "failed", "reason": e.to_string(), "fallback": "interval re-sync"})
+        }
+    }
 }
 
 /// Queues (or finds) a full roster sync of a linked course and runs it in the background.

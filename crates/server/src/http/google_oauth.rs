@@ -91,7 +91,13 @@ pub async fn start(State(app): State<App>, RawQuery(raw): RawQuery) -> Response 
         }
         Err(GoogleSetupError::Store(e)) => return internal(&e),
     };
-    let scopes = scopes_for(&link.features);
+    let mut scopes = scopes_for(&link.features);
+    // Rosters kept current by push need the teacher's consent to register for changes.
+    if app.settings().google_pubsub_topic.is_some()
+        && link.features.contains(&crate::google::Feature::Roster)
+    {
+        scopes.extend_from_slice(classroom::scopes::PUSH);
+    }
     let mut request = AuthorizationRequest::new(&scopes).require_refresh_token();
     if let Some(hint) = &link.login_hint {
         request = request.login_hint(hint);
