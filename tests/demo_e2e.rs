@@ -65,8 +65,9 @@ async fn walk_launch_to_gradebook(r: &Running) {
     assert_eq!(r.lms.scores().len(), 1);
 }
 
-/// The demo's Google Classroom step ran: the teacher connected, the roster synced, and the
-/// grade the product sent through `POST /api/v1/scores` is in the simulated Classroom.
+/// The demo's Google Classroom steps ran: the teacher connected, the roster synced, and the
+/// grade the product sent through `POST /api/v1/scores` is in the simulated Classroom, on a
+/// courseWork and on an add-on attachment.
 async fn google_step_ran(r: &Running) {
     let outcome = r
         .google
@@ -81,6 +82,34 @@ async fn google_step_ran(r: &Running) {
     assert!(
         held.iter()
             .any(|s| s.assigned_grade == Some(8.0) && s.state == "RETURNED")
+    );
+    // The add-on step follows: a graded catalog item attached in Classroom, and the
+    // product's grade for the student who opened it held as pointsEarned.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let attachment = loop {
+        let graded = r
+            .google
+            .classroom
+            .attachments()
+            .into_iter()
+            .find(|a| a.max_points.is_some() && !a.points.is_empty());
+        if let Some(a) = graded {
+            break a;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the add-on step never graded: {:?}",
+            r.google.classroom.attachments()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(attachment.grade_sync_enabled, "{attachment:?}");
+    assert!(
+        attachment
+            .points
+            .iter()
+            .all(|(_, p)| *p > 0.0 && Some(*p) <= attachment.max_points),
+        "{attachment:?}"
     );
     assert!(
         r.google
