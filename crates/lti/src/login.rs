@@ -2,6 +2,7 @@
 //! Framework §5.1.1).
 
 use serde::Deserialize;
+use std::borrow::Cow;
 use url::Url;
 
 /// The login initiation request, from a GET query or a POST form.
@@ -19,12 +20,70 @@ pub struct LoginInitiation {
 }
 
 impl LoginInitiation {
+    /// Reads a query string or `application/x-www-form-urlencoded` body as the
+    /// `Query`/`Form` extractors would (unknown names ignored, a name given twice refused),
+    /// without their generic deserialisation.
+    pub fn from_form(form: &[u8]) -> Result<Self, String> {
+        let mut p = Self::default();
+        for (name, value) in form_pairs(form) {
+            let slot = match &*name {
+                "iss" => &mut p.iss,
+                "login_hint" => &mut p.login_hint,
+                "target_link_uri" => &mut p.target_link_uri,
+                "lti_message_hint" => &mut p.lti_message_hint,
+                "client_id" => &mut p.client_id,
+                "lti_deployment_id" => &mut p.lti_deployment_id,
+                "deployment_id" => &mut p.deployment_id,
+                "lti_storage_target" => &mut p.lti_storage_target,
+                _ => continue,
+            };
+            set_once(slot, &name, value)?;
+        }
+        Ok(p)
+    }
+
     /// The deployment id under either name.
     pub fn deployment(&self) -> Option<&str> {
         self.lti_deployment_id
             .as_deref()
             .or(self.deployment_id.as_deref())
     }
+}
+
+/// The name/value pairs of a query string or URL-encoded form, decoded exactly as
+/// `url::form_urlencoded::parse` decodes them. A launch form is mostly a few kilobytes of
+/// id_token in base64url, which needs no decoding: a pair without `%` or `+` is borrowed as
+/// it is instead of going through the decoder byte by byte.
+pub fn form_pairs(form: &[u8]) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+    form.split(|&b| b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            // `contains` on bytes is memchr: a word at a time.
+            let encoded = pair.contains(&b'%') || pair.contains(&b'+');
+            let plain = if encoded {
+                None
+            } else {
+                std::str::from_utf8(pair).ok()
+            };
+            match plain {
+                Some(pair) => match pair.split_once('=') {
+                    Some((name, value)) => (Cow::Borrowed(name), Cow::Borrowed(value)),
+                    None => (Cow::Borrowed(pair), Cow::Borrowed("")),
+                },
+                None => url::form_urlencoded::parse(pair)
+                    .next()
+                    .unwrap_or((Cow::Borrowed(""), Cow::Borrowed(""))),
+            }
+        })
+}
+
+/// Fills a form field, refusing a second value as the `Form` extractor does.
+pub fn set_once(slot: &mut Option<String>, name: &str, value: Cow<'_, str>) -> Result<(), String> {
+    if slot.is_some() {
+        return Err(format!("duplicate field `{name}`"));
+    }
+    *slot = Some(value.into_owned());
+    Ok(())
 }
 
 /// The parameters of the authentication request we redirect the browser to.
@@ -87,6 +146,47 @@ mod tests {
         assert_eq!(pairs["response_mode"], "form_post");
         assert_eq!(pairs["redirect_uri"], "https://tool.example/lti/launch");
         assert_eq!(pairs["lti_message_hint"], "m");
+    }
+
+    #[test]
+    fn forms_decode_like_the_extractors() {
+        let p = LoginInitiation::from_form(
+            b"iss=https%3A%2F%2Flms.example&login_hint=a+b&&target_link_uri=https://t.example/x?y=1&other=1&client_id=c=d&lti_storage_target",
+        )
+        .unwrap();
+        assert_eq!(p.iss.as_deref(), Some("https://lms.example"));
+        assert_eq!(p.login_hint.as_deref(), Some("a b"));
+        assert_eq!(
+            p.target_link_uri.as_deref(),
+            Some("https://t.example/x?y=1")
+        );
+        assert_eq!(p.client_id.as_deref(), Some("c=d"));
+        assert_eq!(p.lti_storage_target.as_deref(), Some(""));
+        assert_eq!(p.lti_message_hint, None);
+        // Names are decoded too; invalid UTF-8 is replaced, as the extractors do.
+        let p = LoginInitiation::from_form(b"client%5Fid=%FFx&iss=\xff").unwrap();
+        assert_eq!(p.client_id.as_deref(), Some("\u{fffd}x"));
+        assert!(
+            LoginInitiation::from_form(b"iss=a&iss=b")
+                .unwrap_err()
+                .contains("duplicate field `iss`")
+        );
+        // The same pairs as url::form_urlencoded, whichever path each takes.
+        let samples: [&[u8]; 5] = [
+            b"a=1&b=%20&c+d=e+f&=g&h&i==j&%zz=%4",
+            b"id_token=eyJ.eyJ-_x.sig&state=abc",
+            b"&&&",
+            b"x=\xc3\xa9&y=\xe9",
+            b"",
+        ];
+        for s in samples {
+            let ours: Vec<(String, String)> = form_pairs(s)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            let theirs: Vec<(String, String)> =
+                url::form_urlencoded::parse(s).into_owned().collect();
+            assert_eq!(ours, theirs, "{}", String::from_utf8_lossy(s));
+        }
     }
 
     #[test]

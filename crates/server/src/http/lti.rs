@@ -7,14 +7,13 @@ use super::storage;
 use crate::App;
 use crate::launch_batcher::RecordError;
 use adapters::lti_roles;
+use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Form, extract::Query};
 use domain::PlatformId;
 use lti::LaunchExpectations;
 use lti::login::{AuthRequest, LoginInitiation};
-use serde::Deserialize;
 use store::crypto::{constant_time_eq, random_token, sha256_hex};
 use store::{
     LaunchContext, LaunchPerson, LaunchRefusal, NewLaunch, PlatformRegistration, now_micros,
@@ -31,18 +30,32 @@ impl<S: Send + Sync> FromRequest<S> for LoginParams {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bad = |e: String| LaunchFailure::BadRequest("login_request_malformed", e);
-        if req.method() == Method::POST {
-            let Form(p) = Form::<LoginInitiation>::from_request(req, state)
-                .await
-                .map_err(|e| bad(e.body_text()))?;
-            Ok(Self(p))
+        let p = if req.method() == Method::POST {
+            LoginInitiation::from_form(&form_body(req, state).await.map_err(bad)?)
         } else {
-            let Query(p) = Query::<LoginInitiation>::from_request(req, state)
-                .await
-                .map_err(|e| bad(e.body_text()))?;
-            Ok(Self(p))
-        }
+            LoginInitiation::from_form(req.uri().query().unwrap_or("").as_bytes())
+        };
+        p.map(Self)
+            .map_err(|e| bad(format!("Failed to deserialize form: {e}")))
     }
+}
+
+/// The body of a form post, refused as the `Form` extractor refuses it when it is not
+/// `application/x-www-form-urlencoded` or too large.
+async fn form_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, String> {
+    let form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !form {
+        return Err(
+            "Form requests must have `Content-Type: application/x-www-form-urlencoded`".into(),
+        );
+    }
+    Bytes::from_request(req, state)
+        .await
+        .map_err(|e| e.body_text())
 }
 
 /// `GET|POST /lti/login`: the registration is found by (iss, client_id).
@@ -63,7 +76,7 @@ pub async fn login(
         _ => return Err(LaunchFailure::AmbiguousRegistration),
     };
     let redirect = app.inner().launch_url.clone();
-    begin(&app, &p, registration, &redirect).await
+    Box::pin(begin(&app, &p, registration, &redirect)).await
 }
 
 /// `GET|POST /lti/login/{registration}`: for platforms that do not send `client_id`.
@@ -97,7 +110,7 @@ pub async fn login_for(
     let redirect = app
         .settings()
         .public(&format!("lti/launch/{}", registration.platform.id));
-    begin(&app, &p, registration, &redirect).await
+    Box::pin(begin(&app, &p, registration, &redirect)).await
 }
 
 fn required<'a>(v: &'a Option<String>, name: &'static str) -> Result<&'a str, LaunchFailure> {
@@ -210,7 +223,7 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// The form a platform posts to the launch URL.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default)]
 pub struct LaunchForm {
     id_token: Option<String>,
     state: Option<String>,
@@ -218,13 +231,37 @@ pub struct LaunchForm {
     error_description: Option<String>,
 }
 
+impl<S: Send + Sync> FromRequest<S> for LaunchForm {
+    type Rejection = LaunchFailure;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bad = |e: String| LaunchFailure::BadRequest("launch_request_malformed", e);
+        let body = form_body(req, state).await.map_err(bad)?;
+        let mut form = Self::default();
+        for (name, value) in lti::login::form_pairs(&body) {
+            let slot = match &*name {
+                "id_token" => &mut form.id_token,
+                "state" => &mut form.state,
+                "error" => &mut form.error,
+                "error_description" => &mut form.error_description,
+                _ => continue,
+            };
+            lti::login::set_once(slot, &name, value)
+                .map_err(|e| bad(format!("Failed to deserialize form body: {e}")))?;
+        }
+        Ok(form)
+    }
+}
+
 /// `POST /lti/launch`.
 pub async fn launch(
     State(app): State<App>,
     headers: HeaderMap,
-    form: Result<Form<LaunchForm>, axum::extract::rejection::FormRejection>,
+    form: Result<LaunchForm, LaunchFailure>,
 ) -> Result<Response, LaunchFailure> {
-    finish_launch(app, headers, form, None).await
+    // Boxed: the launch's future is large, and each layer of the router around the handler
+    // moves it again when it wraps it.
+    Box::pin(finish_launch(app, headers, form, None)).await
 }
 
 /// `POST /lti/launch/{registration}`: the same, for logins begun at `/lti/login/{registration}`;
@@ -233,22 +270,21 @@ pub async fn launch_for(
     State(app): State<App>,
     Path(registration): Path<String>,
     headers: HeaderMap,
-    form: Result<Form<LaunchForm>, axum::extract::rejection::FormRejection>,
+    form: Result<LaunchForm, LaunchFailure>,
 ) -> Result<Response, LaunchFailure> {
     let id: PlatformId = registration
         .parse()
         .map_err(|_| LaunchFailure::UnknownRegistration)?;
-    finish_launch(app, headers, form, Some(id)).await
+    Box::pin(finish_launch(app, headers, form, Some(id))).await
 }
 
 async fn finish_launch(
     app: App,
     headers: HeaderMap,
-    form: Result<Form<LaunchForm>, axum::extract::rejection::FormRejection>,
+    form: Result<LaunchForm, LaunchFailure>,
     expected_registration: Option<PlatformId>,
 ) -> Result<Response, LaunchFailure> {
-    let Form(form) =
-        form.map_err(|e| LaunchFailure::BadRequest("launch_request_malformed", e.body_text()))?;
+    let form = form?;
     if let Some(error) = &form.error {
         return Err(LaunchFailure::PlatformError(format!(
             "{error}: {}",
@@ -272,10 +308,9 @@ async fn finish_launch(
             _ => return Err(LaunchFailure::StateNotBound),
         },
     };
-    let resolved = app
-        .inner()
-        .registrations
-        .by_id(login.platform_id)
+    // The sub-futures that can reach the database or the network are boxed: held inline,
+    // the largest of them sets the size of this future, which is copied whenever it moves.
+    let resolved = Box::pin(app.inner().registrations.by_id(login.platform_id))
         .await
         .map_err(|e| LaunchFailure::Internal(e.into()))?
         .ok_or(LaunchFailure::UnknownRegistration)?;
@@ -285,29 +320,29 @@ async fn finish_launch(
         return Err(LaunchFailure::RegistrationDisabled);
     }
     let now = now_micros() / 1_000_000;
-    let claims = app
-        .inner()
-        .validator
-        .validate(
-            id_token,
-            &LaunchExpectations {
-                issuer: &platform.issuer,
-                client_id: &platform.client_id,
-                jwks_url: &platform.jwks_url,
-                nonce: &login.nonce,
-                target_link_uri: &login.target_link_uri,
-                now,
-            },
-        )
-        .await
-        .map_err(LaunchFailure::Token)?;
+    let claims = Box::pin(app.inner().validator.validate(
+        id_token,
+        &LaunchExpectations {
+            issuer: &platform.issuer,
+            client_id: &platform.client_id,
+            jwks_url: &platform.jwks_url,
+            nonce: &login.nonce,
+            target_link_uri: &login.target_link_uri,
+            now,
+        },
+    ))
+    .await
+    .map_err(LaunchFailure::Token)?;
     if claims.target_link_uri.as_deref() != Some(login.target_link_uri.as_str()) {
         return Err(LaunchFailure::Token(
             lti::LaunchError::TargetLinkUriMismatch,
         ));
     }
 
-    let lti1p1 = lti1p1_mapping(&app, registration, &claims).await?;
+    let lti1p1 = match &claims.lti1p1 {
+        Some(_) => Box::pin(lti1p1_mapping(&app, registration, &claims)).await?,
+        None => None,
+    };
     let code = random_token(32);
     let settings = app.settings();
     let skew = settings.clock_skew_secs;
@@ -378,12 +413,13 @@ async fn finish_launch(
             if platform.accept_new_deployments =>
         {
             // Canvas creates a deployment per install: keep it for an admin to approve.
-            if app
-                .store()
-                .tenant(&registration.scope)
-                .note_pending_deployment(platform, &claims.deployment_id)
-                .await
-                .map_err(|e| LaunchFailure::Internal(e.into()))?
+            if Box::pin(
+                app.store()
+                    .tenant(&registration.scope)
+                    .note_pending_deployment(platform, &claims.deployment_id),
+            )
+            .await
+            .map_err(|e| LaunchFailure::Internal(e.into()))?
             {
                 tracing::warn!(platform = %platform.id, deployment = %claims.deployment_id, "new deployment recorded as pending approval");
             }
