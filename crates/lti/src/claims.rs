@@ -261,7 +261,11 @@ pub struct Lti1p1Claim {
 }
 
 /// Every claim of a launch that lmsbridge acts on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Deserialised by hand ([`Decoded`]) rather than derived: a derived `#[serde(flatten)]`
+/// buffers every claim before sorting it out, which made decoding a launch's claims cost
+/// more than verifying its signature's hash.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LaunchClaims {
     pub iss: String,
     pub sub: Option<String>,
@@ -389,5 +393,193 @@ impl LaunchClaims {
         self.extra
             .iter()
             .filter(|(k, _)| k.starts_with("http") && !k.starts_with("https://purl.imsglobal.org/"))
+    }
+}
+
+impl<'de> Deserialize<'de> for LaunchClaims {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Decoded::deserialize(d).map(|d| d.claims)
+    }
+}
+
+/// Claims as decoded, with what decoding alone can tell: whether `roles` was sent at all
+/// (absent and empty are both an empty list in [`LaunchClaims`]).
+#[derive(Debug)]
+pub(crate) struct Decoded {
+    pub claims: LaunchClaims,
+    pub roles_present: bool,
+}
+
+impl Decoded {
+    /// Whether a claim the message requires was sent, and not as `null`.
+    pub fn has(&self, key: &str) -> bool {
+        let c = &self.claims;
+        match key {
+            // Decoding fails without these (or with them `null`).
+            "iss" | "aud" | "exp" | "iat" | "nonce" | CLAIM_MESSAGE_TYPE | CLAIM_VERSION
+            | CLAIM_DEPLOYMENT_ID => true,
+            CLAIM_TARGET_LINK_URI => c.target_link_uri.is_some(),
+            CLAIM_RESOURCE_LINK => c.resource_link.is_some(),
+            CLAIM_ROLES => self.roles_present,
+            CLAIM_DEEP_LINKING_SETTINGS => c.deep_linking_settings.is_some(),
+            CLAIM_FOR_USER => c.for_user.is_some(),
+            CLAIM_AGS => c.ags.is_some(),
+            CLAIM_NRPS => c.nrps.is_some(),
+            other => c.extra.get(other).is_some_and(|v| !v.is_null()),
+        }
+    }
+}
+
+/// A claim name, borrowed from the token when it has no escapes.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a claim name")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Decoded {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ClaimsVisitor)
+    }
+}
+
+struct ClaimsVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ClaimsVisitor {
+    type Value = Decoded;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the claims of an LTI launch")
+    }
+
+    // As the derived implementation did: a claim sent twice keeps its last value (as a
+    // `serde_json::Value` object does), `null` is `None` for optional claims, and every
+    // claim without a field of its own goes to `extra`.
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Decoded, A::Error> {
+        use serde::de::Error;
+        let mut iss = None;
+        let mut sub = None;
+        let mut aud = None;
+        let mut azp = None;
+        let mut exp = None;
+        let mut iat = None;
+        let mut nbf = None;
+        let mut nonce = None;
+        let mut name = None;
+        let mut given_name = None;
+        let mut family_name = None;
+        let mut email = None;
+        let mut message_type = None;
+        let mut version = None;
+        let mut deployment_id = None;
+        let mut target_link_uri = None;
+        let mut resource_link = None;
+        let mut roles = None;
+        let mut context = None;
+        let mut tool_platform = None;
+        let mut launch_presentation = None;
+        let mut custom = None;
+        let mut ags = None;
+        let mut nrps = None;
+        let mut deep_linking_settings = None;
+        let mut for_user = None;
+        let mut lis = None;
+        let mut lti1p1 = None;
+        let mut role_scope_mentor = None;
+        let mut extra = BTreeMap::new();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            match &*key {
+                "iss" => iss = Some(map.next_value()?),
+                "sub" => sub = map.next_value()?,
+                "aud" => aud = Some(map.next_value()?),
+                "azp" => azp = map.next_value()?,
+                "exp" => exp = Some(map.next_value()?),
+                "iat" => iat = Some(map.next_value()?),
+                "nbf" => nbf = map.next_value()?,
+                "nonce" => nonce = Some(map.next_value()?),
+                "name" => name = map.next_value()?,
+                "given_name" => given_name = map.next_value()?,
+                "family_name" => family_name = map.next_value()?,
+                "email" => email = map.next_value()?,
+                CLAIM_MESSAGE_TYPE => message_type = Some(map.next_value()?),
+                CLAIM_VERSION => version = Some(map.next_value()?),
+                CLAIM_DEPLOYMENT_ID => deployment_id = Some(map.next_value()?),
+                CLAIM_TARGET_LINK_URI => target_link_uri = map.next_value()?,
+                CLAIM_RESOURCE_LINK => resource_link = map.next_value()?,
+                CLAIM_ROLES => roles = Some(map.next_value()?),
+                CLAIM_CONTEXT => context = map.next_value()?,
+                CLAIM_TOOL_PLATFORM => tool_platform = map.next_value()?,
+                CLAIM_LAUNCH_PRESENTATION => launch_presentation = map.next_value()?,
+                CLAIM_CUSTOM => custom = map.next_value()?,
+                CLAIM_AGS => ags = map.next_value()?,
+                CLAIM_NRPS => nrps = map.next_value()?,
+                CLAIM_DEEP_LINKING_SETTINGS => deep_linking_settings = map.next_value()?,
+                CLAIM_FOR_USER => for_user = map.next_value()?,
+                CLAIM_LIS => lis = map.next_value()?,
+                CLAIM_LTI1P1 => lti1p1 = map.next_value()?,
+                CLAIM_ROLE_SCOPE_MENTOR => role_scope_mentor = Some(map.next_value()?),
+                _ => {
+                    let value: serde_json::Value = map.next_value()?;
+                    extra.insert(key.into_owned(), value);
+                }
+            }
+        }
+        let roles_present = roles.is_some();
+        let claims = LaunchClaims {
+            iss: iss.ok_or_else(|| A::Error::missing_field("iss"))?,
+            sub,
+            aud: aud.ok_or_else(|| A::Error::missing_field("aud"))?,
+            azp,
+            exp: exp.ok_or_else(|| A::Error::missing_field("exp"))?,
+            iat: iat.ok_or_else(|| A::Error::missing_field("iat"))?,
+            nbf,
+            nonce: nonce.ok_or_else(|| A::Error::missing_field("nonce"))?,
+            name,
+            given_name,
+            family_name,
+            email,
+            message_type: message_type
+                .ok_or_else(|| A::Error::missing_field(CLAIM_MESSAGE_TYPE))?,
+            version: version.ok_or_else(|| A::Error::missing_field(CLAIM_VERSION))?,
+            deployment_id: deployment_id
+                .ok_or_else(|| A::Error::missing_field(CLAIM_DEPLOYMENT_ID))?,
+            target_link_uri,
+            resource_link,
+            roles: roles.unwrap_or_default(),
+            context,
+            tool_platform,
+            launch_presentation,
+            custom,
+            ags,
+            nrps,
+            deep_linking_settings,
+            for_user,
+            lis,
+            lti1p1,
+            role_scope_mentor: role_scope_mentor.unwrap_or_default(),
+            extra,
+        };
+        Ok(Decoded {
+            claims,
+            roles_present,
+        })
     }
 }

@@ -8,7 +8,7 @@ use crate::claims::{self, LaunchClaims, MessageType};
 use crate::jwks::{JwksCache, JwksError};
 use crate::jwt::{JwsShapeError, inspect_header};
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, KeyAlgorithm};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey};
 use url::Url;
 
 pub const LTI_VERSION: &str = "1.3.0";
@@ -150,8 +150,11 @@ impl LaunchValidator {
             return Err(LaunchError::AlgorithmNotAllowed(header.alg));
         }
         let kid = header.kid.ok_or(LaunchError::MissingKid)?;
-        let jwk = self.keys.key(expect.jwks_url, &kid).await?;
-        self.validate_with_key(id_token, &jwk, expect)
+        // Boxed: the fetch it may make is a large future, which would otherwise make this one
+        // large, and futures are copied when they move.
+        let jwk = Box::pin(self.keys.key(expect.jwks_url, &kid)).await?;
+        let payload = verify_signature(id_token, &jwk)?;
+        check_claims(&payload, expect, self.skew, &self.accepted)
     }
 
     /// Every check but the key lookup, against a key the caller already holds.
@@ -166,12 +169,19 @@ impl LaunchValidator {
             return Err(LaunchError::AlgorithmNotAllowed(header.alg));
         }
         let payload = verify_signature(id_token, jwk)?;
-        check_claims(payload, expect, self.skew, &self.accepted)
+        check_claims(&payload, expect, self.skew, &self.accepted)
     }
 }
 
-/// Verifies the RS256 signature with one platform key and returns the raw payload.
-fn verify_signature(token: &str, jwk: &Jwk) -> Result<serde_json::Value, LaunchError> {
+/// Verifies the RS256 signature with one platform key and returns the decoded payload.
+///
+/// The steps of `jsonwebtoken::decode` with its claim checks off (its header parsed and its
+/// algorithm matched, the signature verified, the payload base64url-decoded), with the same
+/// errors; but the payload is left to [`check_claims`] to decode once, where `decode` parsed
+/// it twice and the claims were then converted again into their types.
+fn verify_signature(token: &str, jwk: &Jwk) -> Result<Vec<u8>, LaunchError> {
+    use base64::Engine;
+    use jsonwebtoken::errors::ErrorKind;
     // A key marked for another algorithm, or not RSA, must not verify RS256 tokens.
     if !matches!(jwk.algorithm, AlgorithmParameters::RSA(_))
         || jwk
@@ -182,25 +192,66 @@ fn verify_signature(token: &str, jwk: &Jwk) -> Result<serde_json::Value, LaunchE
         return Err(LaunchError::KeyNotUsable);
     }
     let key = DecodingKey::from_jwk(jwk).map_err(|_| LaunchError::KeyNotUsable)?;
-    let mut validation = Validation::new(Algorithm::RS256);
-    // Time and audience are checked below, each with its own error and our clock.
-    validation.required_spec_claims.clear();
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.validate_aud = false;
-    match jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation) {
-        Ok(data) => Ok(data.claims),
-        Err(e) => Err(match e.kind() {
-            jsonwebtoken::errors::ErrorKind::InvalidSignature => LaunchError::BadSignature,
-            jsonwebtoken::errors::ErrorKind::Json(_)
-            | jsonwebtoken::errors::ErrorKind::Utf8(_)
-            | jsonwebtoken::errors::ErrorKind::Base64(_) => LaunchError::MalformedClaims,
-            _ => LaunchError::BadSignature,
-        }),
+    let refused = |e: jsonwebtoken::errors::Error| match e.kind() {
+        ErrorKind::InvalidSignature => LaunchError::BadSignature,
+        ErrorKind::Json(_) | ErrorKind::Utf8(_) | ErrorKind::Base64(_) => {
+            LaunchError::MalformedClaims
+        }
+        _ => LaunchError::BadSignature,
+    };
+    let header = jsonwebtoken::decode_header(token).map_err(refused)?;
+    if header.alg != Algorithm::RS256 {
+        return Err(LaunchError::BadSignature);
     }
+    let (message, signature) = token.rsplit_once('.').ok_or(LaunchError::BadSignature)?;
+    let (_, payload) = message.rsplit_once('.').ok_or(LaunchError::BadSignature)?;
+    if !jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key, Algorithm::RS256)
+        .map_err(refused)?
+    {
+        return Err(LaunchError::BadSignature);
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| LaunchError::MalformedClaims)
 }
 
+/// Decodes the verified payload and runs the claim checks, each with its own error.
+///
+/// The payload is decoded straight into the typed claims. One that does not decode that way
+/// is read again as plain JSON, so that it gets the error it always got: the message type
+/// and the required claims are named before a claim of the wrong type is.
 fn check_claims(
+    payload: &[u8],
+    expect: &LaunchExpectations<'_>,
+    skew: i64,
+    accepted: &[MessageType],
+) -> Result<LaunchClaims, LaunchError> {
+    let Ok(decoded) = serde_json::from_slice::<claims::Decoded>(payload) else {
+        let payload: serde_json::Value =
+            serde_json::from_slice(payload).map_err(|_| LaunchError::MalformedClaims)?;
+        return check_json_claims(payload, expect, skew, accepted);
+    };
+    let message = accepted_message(&decoded.claims.message_type, accepted)?;
+    // LTI Core §5.3, DL §4.4, Submission Review §3: what each message must carry.
+    for (key, name) in message.required_claims() {
+        if !decoded.has(key) {
+            return Err(LaunchError::MissingClaim(name));
+        }
+    }
+    check_typed_claims(decoded.claims, message, expect, skew)
+}
+
+fn accepted_message(
+    message_type: &str,
+    accepted: &[MessageType],
+) -> Result<MessageType, LaunchError> {
+    MessageType::parse(message_type)
+        .filter(|m| accepted.contains(m))
+        .ok_or_else(|| LaunchError::UnsupportedMessageType(message_type.chars().take(64).collect()))
+}
+
+/// The claim checks on a payload that did not decode as a launch's claims.
+fn check_json_claims(
     payload: serde_json::Value,
     expect: &LaunchExpectations<'_>,
     skew: i64,
@@ -212,12 +263,7 @@ fn check_claims(
         .ok_or(LaunchError::MissingClaim("message_type"))?
         .as_str()
         .ok_or(LaunchError::InvalidClaim("message_type"))?;
-    let message = MessageType::parse(message_type)
-        .filter(|m| accepted.contains(m))
-        .ok_or_else(|| {
-            LaunchError::UnsupportedMessageType(message_type.chars().take(64).collect())
-        })?;
-    // LTI Core §5.3, DL §4.4, Submission Review §3: what each message must carry.
+    let message = accepted_message(message_type, accepted)?;
     for (key, name) in message.required_claims() {
         if obj.get(*key).is_none_or(serde_json::Value::is_null) {
             return Err(LaunchError::MissingClaim(name));
@@ -225,6 +271,16 @@ fn check_claims(
     }
     let claims: LaunchClaims =
         serde_json::from_value(payload).map_err(|_| LaunchError::MalformedClaims)?;
+    check_typed_claims(claims, message, expect, skew)
+}
+
+/// The checks on the typed claims of an accepted message type.
+fn check_typed_claims(
+    claims: LaunchClaims,
+    message: MessageType,
+    expect: &LaunchExpectations<'_>,
+    skew: i64,
+) -> Result<LaunchClaims, LaunchError> {
     // OIDC Core §3.1.3.7 step 2: iss exactly as registered.
     if claims.iss != expect.issuer {
         return Err(LaunchError::WrongIssuer);
