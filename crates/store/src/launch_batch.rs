@@ -24,13 +24,16 @@
 //! `ON CONFLICT DO UPDATE` locks the row even when nothing changes), rows are written in key
 //! order so two writers cannot deadlock, and each tenant's audit chain head is locked last.
 
-use crate::audit::{GENESIS, NewAuditEntry, entry_hash};
+use crate::audit::GENESIS;
+use crate::crypto::sha256_hex;
 use crate::db::Db;
 use crate::error::StoreError;
 use crate::launches::{NewLaunch, RecordedLaunch};
 use crate::tenants::TenantScope;
 use crate::{Store, now_micros};
-use domain::{Actor, ContextId, GradeTargetId, LaunchId, PersonId, PlatformId, ResourceId};
+use domain::{
+    ActorKind, ContextId, GradeTargetId, LaunchId, PersonId, PlatformId, ResourceId, Role,
+};
 use serde::Serialize;
 use sqlx::pool::PoolConnection;
 use std::collections::{BTreeMap, HashSet};
@@ -106,7 +109,6 @@ impl LaunchWriter {
         let named: Vec<Named<'_>> = batch
             .iter()
             .map(|(scope, launch)| Named {
-                scope,
                 launch,
                 tenant: scope.tenant_id().to_string(),
                 platform: launch.platform_id.to_string(),
@@ -161,7 +163,6 @@ fn is_transient(e: &StoreError) -> bool {
 
 /// A launch of the batch with its tenant and platform as text, computed once.
 struct Named<'a> {
-    scope: &'a TenantScope,
     launch: &'a NewLaunch,
     tenant: String,
     platform: String,
@@ -352,8 +353,12 @@ struct LaunchRow<'a> {
     resource_id: Option<String>,
     grade_target_id: Option<String>,
     message_type: &'a str,
-    summary: String,
+    /// As a JSON object in SQLite's document, which stores the text of it: written once,
+    /// instead of written as text and then escaped into the document as a string.
+    summary: serde_json::Value,
+    #[serde(skip)]
     code_hash: &'a str,
+    #[serde(skip)]
     code_expires: i64,
 }
 
@@ -369,15 +374,63 @@ struct HandoffRow<'a> {
 struct AuditRow<'a> {
     chain: &'a str,
     seq: i64,
-    tenant: Option<String>,
+    tenant: Option<&'a str>,
     at: i64,
     actor_kind: &'static str,
-    actor_id: &'a str,
+    actor_id: &'static str,
     action: &'static str,
     subject: &'a str,
-    detail: String,
+    detail: &'a str,
     prev_hash: String,
     hash: String,
+}
+
+/// The audit entry of an accepted launch, before it is chained: on its tenant's chain, by
+/// the system actor `lti-launch`, action `launch.accepted`.
+struct LaunchAudit {
+    at: i64,
+    subject: String,
+    /// The detail's JSON text, serialised straight from [`AuditDetail`].
+    detail: String,
+}
+
+const AUDIT_ACTOR_KIND: ActorKind = ActorKind::System;
+const AUDIT_ACTOR_ID: &str = "lti-launch";
+const AUDIT_ACTION: &str = "launch.accepted";
+
+/// The detail of a launch's audit entry. Fields in key order: the same text as the
+/// `serde_json::Value` object it used to be built as.
+#[derive(Serialize)]
+struct AuditDetail<'a> {
+    context_id: Option<ContextId>,
+    deployment_id: &'a str,
+    message_type: &'a str,
+    person_id: Option<PersonId>,
+    platform_id: PlatformId,
+    resource_id: Option<ResourceId>,
+    roles: &'a [Role],
+}
+
+/// [`crate::audit::entry_hash`], from a tuple serialised straight to its canonical text
+/// rather than a `serde_json::Value` array (the same text; see the test).
+#[allow(clippy::too_many_arguments)]
+fn entry_hash(
+    chain: &str,
+    seq: i64,
+    tenant_id: Option<&str>,
+    at: i64,
+    actor_kind: &str,
+    actor_id: &str,
+    action: &str,
+    subject: &str,
+    detail: &str,
+    prev_hash: &str,
+) -> String {
+    let canonical = serde_json::to_string(&(
+        chain, seq, tenant_id, at, actor_kind, actor_id, action, subject, detail, prev_hash,
+    ))
+    .unwrap_or_default();
+    sha256_hex(canonical.as_bytes())
 }
 
 #[derive(Serialize)]
@@ -399,7 +452,7 @@ struct Plan<'a> {
     /// The outcome of each accepted launch, by batch index.
     recorded: Vec<(usize, RecordedLaunch)>,
     /// Audit entries per chain, in batch order; chains in key order.
-    audit: BTreeMap<String, Vec<NewAuditEntry>>,
+    audit: BTreeMap<String, Vec<LaunchAudit>>,
 }
 
 fn plan<'a>(named: &'a [Named<'a>], accepted: &[usize], now: i64) -> Plan<'a> {
@@ -410,7 +463,7 @@ fn plan<'a>(named: &'a [Named<'a>], accepted: &[usize], now: i64) -> Plan<'a> {
     let mut grade_targets = BTreeMap::new();
     let mut launches = Vec::with_capacity(accepted.len());
     let mut recorded = Vec::with_capacity(accepted.len());
-    let mut audit: BTreeMap<String, Vec<NewAuditEntry>> = BTreeMap::new();
+    let mut audit: BTreeMap<String, Vec<LaunchAudit>> = BTreeMap::new();
     for &i in accepted {
         let n = &named[i];
         let l = n.launch;
@@ -498,20 +551,24 @@ fn plan<'a>(named: &'a [Named<'a>], accepted: &[usize], now: i64) -> Plan<'a> {
             ids.grade_target,
             now,
         );
+        let detail = serde_json::to_string(&AuditDetail {
+            context_id: ids.context,
+            deployment_id: &l.deployment_id,
+            message_type: &l.message_type,
+            person_id: ids.person,
+            platform_id: l.platform_id,
+            resource_id: ids.resource,
+            roles: &l.roles,
+        })
+        .unwrap_or_default();
         audit
             .entry(n.tenant.clone())
             .or_default()
-            .push(NewAuditEntry::tenant(
-                n.scope.tenant_id(),
-                Actor::system("lti-launch"),
-                "launch.accepted",
-                format!("launch:{launch_id}"),
-                serde_json::json!({
-                    "platform_id": l.platform_id, "deployment_id": l.deployment_id,
-                    "message_type": l.message_type, "person_id": ids.person,
-                    "context_id": ids.context, "resource_id": ids.resource, "roles": l.roles,
-                }),
-            ));
+            .push(LaunchAudit {
+                at: now_micros(),
+                subject: format!("launch:{launch_id}"),
+                detail,
+            });
         launches.push(LaunchRow {
             id: launch_id.to_string(),
             tenant: &n.tenant,
@@ -521,7 +578,7 @@ fn plan<'a>(named: &'a [Named<'a>], accepted: &[usize], now: i64) -> Plan<'a> {
             resource_id: resource_s,
             grade_target_id: grade_target_s,
             message_type: &l.message_type,
-            summary: summary.to_string(),
+            summary,
             code_hash: &l.handoff_code_hash,
             code_expires: l.handoff_expires_at,
         });
@@ -533,7 +590,8 @@ fn plan<'a>(named: &'a [Named<'a>], accepted: &[usize], now: i64) -> Plan<'a> {
                 context_id: ids.context,
                 resource_id: ids.resource,
                 grade_target_id: ids.grade_target,
-                summary,
+                // Moved here from its row once the row is written (`Plan::into_recorded`).
+                summary: serde_json::Value::Null,
             },
         ));
     }
@@ -549,11 +607,22 @@ fn plan<'a>(named: &'a [Named<'a>], accepted: &[usize], now: i64) -> Plan<'a> {
     }
 }
 
+impl Plan<'_> {
+    /// The outcome of each accepted launch, each with its normalised launch.
+    fn into_recorded(self) -> Vec<(usize, RecordedLaunch)> {
+        let mut recorded = self.recorded;
+        for ((_, r), l) in recorded.iter_mut().zip(self.launches) {
+            r.summary = l.summary;
+        }
+        recorded
+    }
+}
+
 /// The entries of one chain, hashed onto its head: `last_seq` and `prev` are the head's
 /// sequence number and hash before these entries.
 fn chain_rows<'a>(
     chain: &'a str,
-    entries: &'a [NewAuditEntry],
+    entries: &'a [LaunchAudit],
     last_seq: i64,
     mut prev: String,
     rows: &mut Vec<AuditRow<'a>>,
@@ -561,30 +630,28 @@ fn chain_rows<'a>(
     let mut seq = last_seq;
     for entry in entries {
         seq += 1;
-        let tenant = entry.tenant_id.map(|t| t.to_string());
-        let detail = entry.detail.to_string();
         let hash = entry_hash(
             chain,
             seq,
-            tenant.as_deref(),
+            Some(chain),
             entry.at,
-            entry.actor.kind.as_str(),
-            &entry.actor.id,
-            entry.action,
+            AUDIT_ACTOR_KIND.as_str(),
+            AUDIT_ACTOR_ID,
+            AUDIT_ACTION,
             &entry.subject,
-            &detail,
+            &entry.detail,
             &prev,
         );
         rows.push(AuditRow {
             chain,
             seq,
-            tenant,
+            tenant: Some(chain),
             at: entry.at,
-            actor_kind: entry.actor.kind.as_str(),
-            actor_id: &entry.actor.id,
-            action: entry.action,
+            actor_kind: AUDIT_ACTOR_KIND.as_str(),
+            actor_id: AUDIT_ACTOR_ID,
+            action: AUDIT_ACTION,
             subject: &entry.subject,
-            detail,
+            detail: &entry.detail,
             prev_hash: std::mem::replace(&mut prev, hash.clone()),
             hash,
         });
@@ -693,7 +760,7 @@ INSERT INTO grade_targets (id, tenant_id, platform_id, context_id, resource_id, 
      OR COALESCE(excluded.resource_id, grade_targets.resource_id) IS DISTINCT FROM grade_targets.resource_id); \
 INSERT INTO launches (id, tenant_id, platform_id, person_id, context_id, resource_id, grade_target_id, message_type, summary, created_at) \
  SELECT value->>'id', value->>'tenant', value->>'platform', value->>'person_id', value->>'context_id', \
-        value->>'resource_id', value->>'grade_target_id', value->>'message_type', value->>'summary', $1 \
+        value->>'resource_id', value->>'grade_target_id', value->>'message_type', value->'summary', $1 \
  FROM jsonb_each($7); \
 INSERT INTO handoff_codes (code_hash, tenant_id, launch_id, expires_at) \
  SELECT value->>'code_hash', value->>'tenant', value->>'launch_id', value->>'expires' FROM jsonb_each($11); \
@@ -859,7 +926,7 @@ COMMIT";
             .bind(json(&handoffs)?)
             .execute(&mut *conn)
             .await?;
-        Ok(outcome(refusals, plan.recorded))
+        Ok(outcome(refusals, plan.into_recorded()))
     }
 }
 
@@ -1075,7 +1142,7 @@ WHERE h.chain = t.chain";
             .bind(l.iter().map(|x| x.resource_id.as_deref()).bind_iter())
             .bind(l.iter().map(|x| x.grade_target_id.as_deref()).bind_iter())
             .bind(l.iter().map(|x| x.message_type).bind_iter())
-            .bind(l.iter().map(|x| x.summary.as_str()).bind_iter())
+            .bind(l.iter().map(|x| x.summary.to_string()).bind_iter())
             .bind(l.iter().map(|x| x.code_hash).bind_iter())
             .bind(l.iter().map(|x| x.code_expires).bind_iter())
             .execute(&mut *tx)
@@ -1117,13 +1184,13 @@ WHERE h.chain = t.chain";
         sqlx::query(AUDIT)
             .bind(a.iter().map(|x| x.chain).bind_iter())
             .bind(a.iter().map(|x| x.seq).bind_iter())
-            .bind(a.iter().map(|x| x.tenant.as_deref()).bind_iter())
+            .bind(a.iter().map(|x| x.tenant).bind_iter())
             .bind(a.iter().map(|x| x.at).bind_iter())
             .bind(a.iter().map(|x| x.actor_kind).bind_iter())
             .bind(a.iter().map(|x| x.actor_id).bind_iter())
             .bind(a.iter().map(|x| x.action).bind_iter())
             .bind(a.iter().map(|x| x.subject).bind_iter())
-            .bind(a.iter().map(|x| x.detail.as_str()).bind_iter())
+            .bind(a.iter().map(|x| x.detail).bind_iter())
             .bind(a.iter().map(|x| x.prev_hash.as_str()).bind_iter())
             .bind(a.iter().map(|x| x.hash.as_str()).bind_iter())
             .bind(head_rows.iter().map(|h| h.chain).bind_iter())
@@ -1131,6 +1198,61 @@ WHERE h.chain = t.chain";
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(outcome(refusals, plan.recorded))
+        Ok(outcome(refusals, plan.into_recorded()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn launch_audit_text_and_hash_are_the_audit_modules() {
+        let (platform, person) = (PlatformId::generate(), PersonId::generate());
+        let roles = [Role::Learner, Role::Instructor];
+        let detail = serde_json::to_string(&AuditDetail {
+            context_id: None,
+            deployment_id: "dep \"1\"",
+            message_type: "LtiResourceLinkRequest",
+            person_id: Some(person),
+            platform_id: platform,
+            resource_id: None,
+            roles: &roles,
+        })
+        .unwrap();
+        let as_value = serde_json::json!({
+            "platform_id": platform, "deployment_id": "dep \"1\"",
+            "message_type": "LtiResourceLinkRequest", "person_id": Some(person),
+            "context_id": None::<ContextId>, "resource_id": None::<ResourceId>, "roles": roles,
+        });
+        assert_eq!(detail, as_value.to_string());
+        for tenant in [Some("t-1"), None] {
+            assert_eq!(
+                entry_hash(
+                    "t-1",
+                    7,
+                    tenant,
+                    123,
+                    "system",
+                    "lti-launch",
+                    "launch.accepted",
+                    "launch:x",
+                    &detail,
+                    GENESIS
+                ),
+                crate::audit::entry_hash(
+                    "t-1",
+                    7,
+                    tenant,
+                    123,
+                    "system",
+                    "lti-launch",
+                    "launch.accepted",
+                    "launch:x",
+                    &detail,
+                    GENESIS
+                ),
+            );
+        }
     }
 }
