@@ -241,6 +241,17 @@ pub(crate) fn grade_target_id(platform: PlatformId, location: &str) -> GradeTarg
     GradeTargetId::from_uuid(derived("grade_target", &[&platform.to_string(), location]))
 }
 
+/// A new launch id: a UUIDv7 like [`LaunchId::generate`]'s, its random bits drawn from the
+/// same generator as the handoff codes rather than by a `getrandom` system call for each id.
+/// (Ids made in the same millisecond are not ordered among themselves; nothing orders
+/// launches by id.)
+fn new_launch_id() -> LaunchId {
+    let mut random = [0u8; 10];
+    crate::crypto::fill_random(&mut random);
+    let millis = u64::try_from(now_micros() / 1000).unwrap_or(0);
+    LaunchId::from_uuid(uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid())
+}
+
 /// The ids a launch's rows get.
 struct Ids {
     person: Option<PersonId>,
@@ -287,6 +298,16 @@ struct CheckRow<'a> {
     tenant: &'a str,
     platform: &'a str,
     deployment: &'a str,
+    nonce: &'a str,
+    /// Not read by the checks; kept for the nonce rows.
+    #[serde(skip)]
+    expires: i64,
+}
+
+/// A nonce the batch consumes (SQLite's document; PostgreSQL inserts them in its checks).
+#[derive(Serialize)]
+struct NonceRow<'a> {
+    platform: &'a str,
     nonce: &'a str,
     expires: i64,
 }
@@ -541,7 +562,7 @@ fn plan<'a>(named: &'a [Named<'a>], accepted: &[usize], now: i64) -> Plan<'a> {
                 },
             );
         }
-        let launch_id = LaunchId::generate();
+        let launch_id = new_launch_id();
         let summary = crate::launches::summary(
             l,
             launch_id,
@@ -900,7 +921,14 @@ COMMIT";
                 .unwrap_or_else(|| (0, GENESIS.to_owned()));
             head_rows.push(chain_rows(chain, entries, seq, hash, &mut audit_rows));
         }
-        let nonces: Vec<&CheckRow<'_>> = accepted.iter().map(|&i| &checks[i]).collect();
+        let nonces: Vec<NonceRow<'_>> = accepted
+            .iter()
+            .map(|&i| NonceRow {
+                platform: checks[i].platform,
+                nonce: checks[i].nonce,
+                expires: checks[i].expires,
+            })
+            .collect();
         // Apart from the launches, whose summaries make theirs the largest document.
         let handoffs: Vec<HandoffRow<'_>> = plan
             .launches
