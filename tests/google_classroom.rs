@@ -8,8 +8,12 @@
 //! Cloud project dies explaining ProjectPermissionDenied; a grant revoked at Google dies
 //! with a clear reason and shows as revoked. Run on SQLite and, when configured, PostgreSQL.
 
+#[path = "common/harness.rs"]
+mod harness;
+
+use harness::Served;
 use serde_json::{Value, json};
-use server::{AppBuilder, Settings};
+use server::AppBuilder;
 use std::time::{Duration, Instant};
 use store::crypto::MasterKey;
 use store::google::{GradeMode, NewGoogleClient, NewGoogleCourseWork, SecretString};
@@ -33,18 +37,12 @@ struct Harness {
     scope: store::TenantScope,
     master: MasterKey,
     http: reqwest::Client,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<anyhow::Result<()>>,
-    dir: std::path::PathBuf,
+    served: Served,
 }
 
 impl Harness {
     async fn start(database_url: Option<String>) -> Self {
-        let dir = std::env::temp_dir().join(format!("lmsbridge-google-{}", uuid::Uuid::new_v4()));
-        let mut settings = Settings::defaults_for("127.0.0.1:0".parse().unwrap(), dir.clone());
-        if let Some(url) = database_url {
-            settings.database_url = url;
-        }
+        let (mut settings, dir) = harness::settings("google", database_url);
         let master = MasterKey::generate();
         settings.master_key = Some(master.to_base64());
         let listener = lmsbridge::demo::bind(&mut settings).await.unwrap();
@@ -56,11 +54,7 @@ impl Harness {
         .await
         .unwrap();
         let urls = fake.urls();
-        settings.google_authorization_url = urls.authorization.clone();
-        settings.google_token_url = urls.token.clone();
-        settings.google_revocation_url = urls.revocation.clone();
-        settings.google_userinfo_url = urls.userinfo.clone();
-        settings.google_classroom_api_url = urls.api_base.clone();
+        harness::point_at_classroom(&mut settings, &fake);
         // Push configured: a linked course is registered for roster changes.
         settings.google_pubsub_topic = Some(ROSTER_TOPIC.into());
         let worker = passback::WorkerConfig {
@@ -101,16 +95,7 @@ impl Harness {
             )
             .await
             .unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(lmsbridge::cli::run_server(
-            listener,
-            running,
-            server::router,
-            true,
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        let served = Served::spawn(listener, running, server::router, true, dir);
         Self {
             base: settings.public(""),
             api_key: key.secret().to_owned(),
@@ -119,28 +104,13 @@ impl Harness {
             app,
             scope,
             master,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            stop,
-            server,
-            dir,
+            http: harness::http(false),
+            served,
         }
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, self.base.join(path).unwrap())
-            .bearer_auth(&self.api_key);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        harness::api_call(&self.http, &self.base, &self.api_key, method, path, body).await
     }
 
     async fn get(&self, path: &str) -> Value {
@@ -192,9 +162,7 @@ impl Harness {
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(());
-        self.server.await.unwrap().unwrap();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.served.stop().await;
     }
 }
 
@@ -212,19 +180,7 @@ async fn wait_sync(h: &Harness, id: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_sync_create_and_grade_through_classroom() {
-    let pg = store::testing::TestDatabase::postgres().await.unwrap();
-    tokio::time::timeout(Duration::from_secs(180), run(None))
-        .await
-        .expect("the Google Classroom flow finished in time on SQLite");
-    match pg {
-        Some(pg) => {
-            tokio::time::timeout(Duration::from_secs(180), run(Some(pg.url.clone())))
-                .await
-                .expect("the Google Classroom flow finished in time on PostgreSQL");
-            pg.cleanup().await;
-        }
-        None => eprintln!("SKIPPED (PostgreSQL half: set LMSBRIDGE_TEST_POSTGRES_URL)"),
-    }
+    harness::on_both_databases("the Google Classroom flow", run).await;
 }
 
 async fn run(db: Option<String>) {

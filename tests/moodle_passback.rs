@@ -9,8 +9,12 @@
 //!   was queued meanwhile, the refused one is superseded by it instead.
 //! * A score above the maximum is capped by Moodle and delivered as given.
 
+#[path = "common/harness.rs"]
+mod harness;
+
+use harness::Served;
 use serde_json::{Value, json};
-use server::{AppBuilder, Settings};
+use server::AppBuilder;
 use std::time::{Duration, Instant};
 use store::NewPlatform;
 use testkit::{
@@ -26,9 +30,7 @@ struct Harness {
     lms: SimulatedLms,
     _lms_server: SpawnedLms,
     http: reqwest::Client,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<anyhow::Result<()>>,
-    dir: std::path::PathBuf,
+    served: Served,
 }
 
 fn learner(id: &str) -> SimUser {
@@ -44,11 +46,7 @@ fn learner(id: &str) -> SimUser {
 
 impl Harness {
     async fn start(database_url: Option<String>) -> Self {
-        let dir = std::env::temp_dir().join(format!("lmsbridge-moodle-{}", uuid::Uuid::new_v4()));
-        let mut settings = Settings::defaults_for("127.0.0.1:0".parse().unwrap(), dir.clone());
-        if let Some(url) = database_url {
-            settings.database_url = url;
-        }
+        let (mut settings, dir) = harness::settings("moodle", database_url);
         let listener = lmsbridge::demo::bind(&mut settings).await.unwrap();
         let tool = ToolRegistration {
             client_id: "moodle-tool".into(),
@@ -95,8 +93,7 @@ impl Harness {
             )
             .await
             .unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(lmsbridge::cli::run_server(
+        let served = Served::spawn(
             listener,
             running,
             |app| {
@@ -106,29 +103,20 @@ impl Harness {
                 )
             },
             true,
-            async {
-                let _ = stopped.await;
-            },
-        ));
+            dir,
+        );
         Self {
             base: settings.public(""),
             api_key: key.secret().to_owned(),
             lms,
             _lms_server: lms_server,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
-            stop,
-            server,
-            dir,
+            http: harness::http(true),
+            served,
         }
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(());
-        self.server.await.unwrap().unwrap();
-        let _ = std::fs::remove_dir_all(self.dir);
+        self.served.stop().await;
     }
 
     /// `user` launches `resource`; returns (grade target id, person id).

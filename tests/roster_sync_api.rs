@@ -7,8 +7,12 @@
 
 use lti::nrps::MemberStatus;
 use lti::roles::LtiRole;
+#[path = "common/harness.rs"]
+mod harness;
+
+use harness::Served;
 use serde_json::{Value, json};
-use server::{AppBuilder, Settings};
+use server::AppBuilder;
 use std::time::{Duration, Instant};
 use store::NewPlatform;
 use testkit::{Browser, LmsConfig, SimUser, SimulatedLms, SpawnedLms, ToolRegistration};
@@ -24,20 +28,14 @@ struct Harness {
     lms_server: Option<SpawnedLms>,
     app: server::App,
     http: reqwest::Client,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<anyhow::Result<()>>,
-    dir: std::path::PathBuf,
+    served: Served,
 }
 
 impl Harness {
     /// lmsbridge serving on a free loopback port, with a tenant whose product page is a
     /// stub at `/product/launch`, and a simulated Canvas on its own port that knows it.
     async fn start(database_url: Option<String>) -> Self {
-        let dir = std::env::temp_dir().join(format!("lmsbridge-roster-{}", uuid::Uuid::new_v4()));
-        let mut settings = Settings::defaults_for("127.0.0.1:0".parse().unwrap(), dir.clone());
-        if let Some(url) = database_url {
-            settings.database_url = url;
-        }
+        let (mut settings, dir) = harness::settings("roster", database_url);
         let listener = lmsbridge::demo::bind(&mut settings).await.unwrap();
         let tool = ToolRegistration {
             client_id: "roster-tool".into(),
@@ -82,8 +80,7 @@ impl Harness {
             )
             .await
             .unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(lmsbridge::cli::run_server(
+        let served = Served::spawn(
             listener,
             running,
             |app| {
@@ -93,23 +90,16 @@ impl Harness {
                 )
             },
             false,
-            async {
-                let _ = stopped.await;
-            },
-        ));
+            dir,
+        );
         Self {
             base: settings.public(""),
             api_key: key.secret().to_owned(),
             lms,
             lms_server: Some(lms_server),
             app,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
-            stop,
-            server,
-            dir,
+            http: harness::http(true),
+            served,
         }
     }
 
@@ -229,9 +219,7 @@ impl Harness {
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(());
-        self.server.await.unwrap().unwrap();
-        let _ = std::fs::remove_dir_all(self.dir);
+        self.served.stop().await;
     }
 }
 

@@ -1,0 +1,128 @@
+//! Set-up shared by the end-to-end tests that build their own app over loopback rather than
+//! starting the demo (`mod.rs`): settings in a fresh directory, the server served with a
+//! stop signal, the Google endpoints pointed at the simulated Classroom, the product API's
+//! bearer calls, and the SQLite-then-PostgreSQL run. Included with
+//! `#[path = "common/harness.rs"] mod harness;` so that the demo tests do not compile it.
+
+// Each test uses a part of this.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use server::Settings;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+use testkit::SimulatedClassroom;
+use url::Url;
+
+/// Default settings on a free loopback port, stored under a fresh temporary directory named
+/// after the test (`lmsbridge-{name}-{uuid}`), on `database_url` when given (else SQLite
+/// there).
+pub fn settings(name: &str, database_url: Option<String>) -> (Settings, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("lmsbridge-{name}-{}", uuid::Uuid::new_v4()));
+    let mut settings = Settings::defaults_for("127.0.0.1:0".parse().unwrap(), dir.clone());
+    if let Some(url) = database_url {
+        settings.database_url = url;
+    }
+    (settings, dir)
+}
+
+/// Points the settings' Google OAuth and Classroom API endpoints at the simulated Classroom.
+pub fn point_at_classroom(settings: &mut Settings, fake: &SimulatedClassroom) {
+    let urls = fake.urls();
+    settings.google_authorization_url = urls.authorization;
+    settings.google_token_url = urls.token;
+    settings.google_revocation_url = urls.revocation;
+    settings.google_userinfo_url = urls.userinfo;
+    settings.google_classroom_api_url = urls.api_base;
+}
+
+/// The client the tests call the server with; the Google flows read redirects themselves,
+/// so they do not follow them.
+pub fn http(follow_redirects: bool) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
+    if !follow_redirects {
+        builder = builder.redirect(reqwest::redirect::Policy::none());
+    }
+    builder.build().unwrap()
+}
+
+/// lmsbridge serving in this process until [`Served::stop`], which also removes its directory.
+pub struct Served {
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    dir: PathBuf,
+}
+
+impl Served {
+    pub fn spawn(
+        listener: tokio::net::TcpListener,
+        running: server::Running,
+        router: impl FnOnce(server::App) -> axum::Router + Send + 'static,
+        run_worker: bool,
+        dir: PathBuf,
+    ) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(lmsbridge::cli::run_server(
+            listener,
+            running,
+            router,
+            run_worker,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Self { stop, server, dir }
+    }
+
+    /// Stops serving, waits for the server to wind down cleanly and removes its directory.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.server.await.unwrap().unwrap();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One product API call with the tenant's key: the status and the JSON body (null when the
+/// body is not JSON).
+pub async fn api_call(
+    http: &reqwest::Client,
+    base: &Url,
+    api_key: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = http
+        .request(method, base.join(path).unwrap())
+        .bearer_auth(api_key);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Runs the scenario on SQLite and then, when LMSBRIDGE_TEST_POSTGRES_URL is set, on
+/// PostgreSQL, each within three minutes; `what` names it in the timeout's message.
+pub async fn on_both_databases<F, Fut>(what: &str, run: F)
+where
+    F: Fn(Option<String>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    // Asked first so that a misconfigured PostgreSQL fails before the SQLite half runs.
+    let pg = store::testing::TestDatabase::postgres().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(180), run(None))
+        .await
+        .unwrap_or_else(|_| panic!("{what} finished in time on SQLite"));
+    match pg {
+        Some(pg) => {
+            tokio::time::timeout(Duration::from_secs(180), run(Some(pg.url.clone())))
+                .await
+                .unwrap_or_else(|_| panic!("{what} finished in time on PostgreSQL"));
+            pg.cleanup().await;
+        }
+        None => eprintln!("SKIPPED (PostgreSQL half: set LMSBRIDGE_TEST_POSTGRES_URL)"),
+    }
+}
