@@ -164,6 +164,19 @@ impl Harness {
         harness::api_call(&self.http, &self.base, &self.api_key, method, path, body).await
     }
 
+    /// Posts a score and waits until it is delivered or dead.
+    async fn score(&self, target: &Value, person: &Value, given: f64, max: f64) -> Value {
+        harness::score_settled(
+            &self.http,
+            &self.base,
+            &self.api_key,
+            (target, person),
+            (given, max),
+            PATIENCE,
+        )
+        .await
+    }
+
     async fn stop(self) {
         self.served.stop().await;
     }
@@ -563,32 +576,7 @@ async fn run(db: Option<String>) {
             retry_after: Some(testkit::classroom::RetryAfter::Seconds(1)),
         },
     );
-    let (s, v) = h
-        .api(
-            reqwest::Method::POST,
-            "api/v1/scores",
-            Some(json!({
-                "grade_target_id": target, "person_id": launch["person"]["id"],
-                "score_given": 4, "score_maximum": 5,
-                "activity_progress": "Completed", "grading_progress": "FullyGraded",
-                "actor": {"kind": "ai_grader", "id": "grader-v1"},
-            })),
-        )
-        .await;
-    assert_eq!(s, 202, "{v:#}");
-    let id = v["id"].as_str().unwrap().to_owned();
-    let started = Instant::now();
-    let v = loop {
-        let (_, v) = h
-            .api(reqwest::Method::GET, &format!("api/v1/scores/{id}"), None)
-            .await;
-        let state = v["status"]["state"].as_str().unwrap_or_default().to_owned();
-        if state == "delivered" || state == "dead" {
-            break v;
-        }
-        assert!(started.elapsed() < PATIENCE, "score stuck: {v:#}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let v = h.score(&target, &launch["person"]["id"], 4.0, 5.0).await;
     assert_eq!(v["status"]["state"], "delivered", "{label}: {v:#}");
     let log = v["attempt_log"].as_array().unwrap();
     assert_eq!(log.len(), 2, "{v:#}");
@@ -615,33 +603,11 @@ async fn run(db: Option<String>) {
     );
     // A person Classroom never gave a submission for (the teacher) cannot be graded: the
     // score dies saying why.
-    let (s, v) = h
-        .api(
-            reqwest::Method::POST,
-            "api/v1/scores",
-            Some(json!({
-                "grade_target_id": target, "person_id": teacher_launch["person"]["id"],
-                "score_given": 1, "score_maximum": 5,
-                "activity_progress": "Completed", "grading_progress": "FullyGraded",
-                "actor": {"kind": "ai_grader", "id": "grader-v1"},
-            })),
-        )
+    let v = h
+        .score(&target, &teacher_launch["person"]["id"], 1.0, 5.0)
         .await;
-    assert_eq!(s, 202, "{v:#}");
-    let id = v["id"].as_str().unwrap().to_owned();
-    let started = Instant::now();
-    loop {
-        let (_, v) = h
-            .api(reqwest::Method::GET, &format!("api/v1/scores/{id}"), None)
-            .await;
-        if v["status"]["state"] == "dead" {
-            assert!(v.to_string().contains("must open the attachment"), "{v:#}");
-            break;
-        }
-        assert_ne!(v["status"]["state"], "delivered", "{v:#}");
-        assert!(started.elapsed() < PATIENCE, "score stuck: {v:#}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert_eq!(v["status"]["state"], "dead", "{v:#}");
+    assert!(v.to_string().contains("must open the attachment"), "{v:#}");
     assert_eq!(h.fake.attachments()[0].points.len(), 1);
 
     // 6. Hostile: the OAuth callback without state, with a forged one, without the cookie
@@ -717,33 +683,9 @@ async fn run(db: Option<String>) {
         .unwrap();
     assert!(revoked.status().is_success());
     h.fake.faults().expire_access_tokens();
-    let (s, v) = h
-        .api(
-            reqwest::Method::POST,
-            "api/v1/scores",
-            Some(json!({
-                "grade_target_id": target, "person_id": launch["person"]["id"],
-                "score_given": 5, "score_maximum": 5,
-                "activity_progress": "Completed", "grading_progress": "FullyGraded",
-                "actor": {"kind": "ai_grader", "id": "grader-v1"},
-            })),
-        )
-        .await;
-    assert_eq!(s, 202, "{v:#}");
-    let id = v["id"].as_str().unwrap().to_owned();
-    let started = Instant::now();
-    loop {
-        let (_, v) = h
-            .api(reqwest::Method::GET, &format!("api/v1/scores/{id}"), None)
-            .await;
-        if v["status"]["state"] == "dead" {
-            assert!(v.to_string().contains("again"), "{v:#}");
-            break;
-        }
-        assert_ne!(v["status"]["state"], "delivered", "{v:#}");
-        assert!(started.elapsed() < PATIENCE, "score stuck: {v:#}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let v = h.score(&target, &launch["person"]["id"], 5.0, 5.0).await;
+    assert_eq!(v["status"]["state"], "dead", "{v:#}");
+    assert!(v.to_string().contains("again"), "{v:#}");
     let grant = tenant
         .google_grant_for_user(h.platform, &ada.id)
         .await

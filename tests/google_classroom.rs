@@ -136,29 +136,15 @@ impl Harness {
 
     /// Posts a score and waits until it is delivered or dead.
     async fn score(&self, target: &Value, person: &Value, given: f64, max: f64) -> Value {
-        let (s, v) = self
-            .post(
-                "api/v1/scores",
-                json!({
-                    "grade_target_id": target, "person_id": person,
-                    "score_given": given, "score_maximum": max,
-                    "activity_progress": "Completed", "grading_progress": "FullyGraded",
-                    "actor": {"kind": "ai_grader", "id": "grader-v1"},
-                }),
-            )
-            .await;
-        assert_eq!(s, 202, "{v:#}");
-        let id = v["id"].as_str().unwrap().to_owned();
-        let started = Instant::now();
-        loop {
-            let v = self.get(&format!("api/v1/scores/{id}")).await;
-            let state = v["status"]["state"].as_str().unwrap_or_default().to_owned();
-            if state == "delivered" || state == "dead" {
-                return v;
-            }
-            assert!(started.elapsed() < PATIENCE, "score stuck: {v:#}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        harness::score_settled(
+            &self.http,
+            &self.base,
+            &self.api_key,
+            (target, person),
+            (given, max),
+            PATIENCE,
+        )
+        .await
     }
 
     async fn stop(self) {

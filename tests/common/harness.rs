@@ -126,3 +126,50 @@ where
         None => eprintln!("SKIPPED (PostgreSQL half: set LMSBRIDGE_TEST_POSTGRES_URL)"),
     }
 }
+
+/// Posts a final score by the AI grader through `POST /api/v1/scores` and polls it until it
+/// is delivered or dead (within `patience`); returns the score as the API shows it then.
+pub async fn score_settled(
+    http: &reqwest::Client,
+    base: &Url,
+    api_key: &str,
+    (target, person): (&Value, &Value),
+    (given, max): (f64, f64),
+    patience: Duration,
+) -> Value {
+    let (s, v) = api_call(
+        http,
+        base,
+        api_key,
+        reqwest::Method::POST,
+        "api/v1/scores",
+        Some(serde_json::json!({
+            "grade_target_id": target, "person_id": person,
+            "score_given": given, "score_maximum": max,
+            "activity_progress": "Completed", "grading_progress": "FullyGraded",
+            "actor": {"kind": "ai_grader", "id": "grader-v1"},
+        })),
+    )
+    .await;
+    assert_eq!(s, 202, "{v:#}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    let started = std::time::Instant::now();
+    loop {
+        let (s, v) = api_call(
+            http,
+            base,
+            api_key,
+            reqwest::Method::GET,
+            &format!("api/v1/scores/{id}"),
+            None,
+        )
+        .await;
+        assert_eq!(s, 200, "GET api/v1/scores/{id}: {v:#}");
+        let state = v["status"]["state"].as_str().unwrap_or_default();
+        if state == "delivered" || state == "dead" {
+            return v;
+        }
+        assert!(started.elapsed() < patience, "score stuck: {v:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
