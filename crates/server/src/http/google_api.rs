@@ -22,7 +22,7 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use classroom::model::{NewCourseWork, UserRef};
+use classroom::model::{Course, NewCourseWork, UserRef};
 use classroom::{ApiError as GoogleApiError, CourseId, CourseQuery};
 use domain::{Actor, ContextId};
 use serde::Deserialize;
@@ -189,25 +189,9 @@ pub async fn courses(
         .map(|(_, v)| v.into_owned())
         .ok_or_else(|| ApiError::Invalid("grant_id is required".into()))?;
     let grant = grant_id(&raw_grant)?;
-    let Some((client, creds)) = app
-        .google()
-        .grant_client(&scope, grant)
-        .await
-        .map_err(setup_error)?
-    else {
-        return Err(ApiError::Conflict(
-            "this grant is revoked or unknown; the teacher must connect Google Classroom again"
-                .into(),
-        ));
-    };
-    // Every state: a teacher may want a provisioned course ready, or an archived one's roster.
-    let query = CourseQuery {
-        teacher_id: Some(UserRef::Me),
-        ..CourseQuery::default()
-    };
-    let live = match client.list_courses(&creds, &query).await {
+    let live = match taught_courses(&app, &scope, grant).await? {
         Ok(c) => c,
-        Err(e) => return Ok(google_error(&e)),
+        Err(refused) => return Ok(refused),
     };
     let tenant = app.store().tenant(&scope);
     let platform = platform_id(&app, &scope).await?;
@@ -228,6 +212,36 @@ pub async fn courses(
     Ok(Json(json!({"courses": list})).into_response())
 }
 
+/// The courses the grant's teacher teaches, live from Classroom (`courses.list` with
+/// `teacherId=me`) and in every state: a teacher may want a provisioned course ready, or an
+/// archived one's roster. `Ok(Err(page))` is Classroom's refusal, answered to the product as
+/// it is.
+async fn taught_courses(
+    app: &App,
+    scope: &TenantScope,
+    grant: GoogleGrantId,
+) -> Result<Result<Vec<Course>, Response>, ApiError> {
+    let Some((client, creds)) = app
+        .google()
+        .grant_client(scope, grant)
+        .await
+        .map_err(setup_error)?
+    else {
+        return Err(ApiError::Conflict(
+            "this grant is revoked or unknown; the teacher must connect Google Classroom again"
+                .into(),
+        ));
+    };
+    let query = CourseQuery {
+        teacher_id: Some(UserRef::Me),
+        ..CourseQuery::default()
+    };
+    Ok(client
+        .list_courses(&creds, &query)
+        .await
+        .map_err(|e| google_error(&e)))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LinkCourseBody {
@@ -242,25 +256,10 @@ pub async fn link_course(
     ApiJson(body): ApiJson<LinkCourseBody>,
 ) -> Result<Response, ApiError> {
     let grant = grant_id(&body.grant_id)?;
-    let Some((client, creds)) = app
-        .google()
-        .grant_client(&scope, grant)
-        .await
-        .map_err(setup_error)?
-    else {
-        return Err(ApiError::Conflict(
-            "this grant is revoked or unknown; the teacher must connect Google Classroom again"
-                .into(),
-        ));
-    };
-    // Only a course the teacher teaches: courses.list filtered by teacherId=me.
-    let query = CourseQuery {
-        teacher_id: Some(UserRef::Me),
-        ..CourseQuery::default()
-    };
-    let courses = match client.list_courses(&creds, &query).await {
+    // Only a course the teacher teaches.
+    let courses = match taught_courses(&app, &scope, grant).await? {
         Ok(c) => c,
-        Err(e) => return Ok(google_error(&e)),
+        Err(refused) => return Ok(refused),
     };
     let Some(course) = courses.iter().find(|c| c.id.as_str() == body.course_id) else {
         return Err(ApiError::NotFound("course_unknown"));
