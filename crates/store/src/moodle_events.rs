@@ -632,32 +632,60 @@ impl TryFrom<SiteRow> for MoodleSite {
     }
 }
 
-/// Upserts the person a Moodle user id names and returns its id (read back: a row may
-/// predate derived ids).
-macro_rules! ensure_person {
-    ($tx:expr, $tenant:expr, $platform:expr, $user:expr, $now:expr) => {{
-        let user_s = $user.to_string();
-        sqlx::query(
-            "INSERT INTO people (id, tenant_id, platform_id, platform_user_id, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (platform_id, platform_user_id) DO NOTHING",
-        )
-        .bind(person_id($platform, &user_s).to_string())
+/// Inserts the row a Moodle id names (a person by user id, a context by course id) under its
+/// derived id unless the platform already has one, and returns the row's id, read back: a
+/// row may predate derived ids. An id of another tenant's row is corruption, named `$what`.
+macro_rules! ensure_platform_row {
+    ($tx:expr, $table:literal, $column:literal, $what:literal, $id:expr, $tenant:expr, $platform:expr, $key:expr, $now:expr) => {{
+        sqlx::query(concat!(
+            "INSERT INTO ",
+            $table,
+            " (id, tenant_id, platform_id, ",
+            $column,
+            ", created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (platform_id, ",
+            $column,
+            ") DO NOTHING",
+        ))
+        .bind($id.to_string())
         .bind($tenant)
         .bind($platform.to_string())
-        .bind(&user_s)
+        .bind($key)
         .bind($now)
         .execute(&mut *$tx)
         .await?;
-        let (id,): (String,) = sqlx::query_as(
-            "SELECT id FROM people WHERE tenant_id = $1 AND platform_id = $2 AND platform_user_id = $3",
-        )
+        let (id,): (String,) = sqlx::query_as(concat!(
+            "SELECT id FROM ",
+            $table,
+            " WHERE tenant_id = $1 AND platform_id = $2 AND ",
+            $column,
+            " = $3",
+        ))
         .bind($tenant)
         .bind($platform.to_string())
-        .bind(&user_s)
+        .bind($key)
         .fetch_optional(&mut *$tx)
         .await?
-        .ok_or_else(|| corrupt("person of another tenant"))?;
+        .ok_or_else(|| corrupt(concat!($what, " of another tenant")))?;
         id
+    }};
+}
+
+/// Upserts the person a Moodle user id names and returns its id.
+macro_rules! ensure_person {
+    ($tx:expr, $tenant:expr, $platform:expr, $user:expr, $now:expr) => {{
+        let user_s = $user.to_string();
+        ensure_platform_row!(
+            $tx,
+            "people",
+            "platform_user_id",
+            "person",
+            person_id($platform, &user_s),
+            $tenant,
+            $platform,
+            &user_s,
+            $now
+        )
     }};
 }
 
@@ -666,26 +694,10 @@ macro_rules! ensure_person {
 macro_rules! ensure_context {
     ($tx:expr, $tenant:expr, $platform:expr, $site:expr, $course:expr, $now:expr) => {{
         let course_s = $course.to_string();
-        sqlx::query(
-            "INSERT INTO contexts (id, tenant_id, platform_id, platform_context_id, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (platform_id, platform_context_id) DO NOTHING",
-        )
-        .bind(context_id($platform, &course_s).to_string())
-        .bind($tenant)
-        .bind($platform.to_string())
-        .bind(&course_s)
-        .bind($now)
-        .execute(&mut *$tx)
-        .await?;
-        let (id,): (String,) = sqlx::query_as(
-            "SELECT id FROM contexts WHERE tenant_id = $1 AND platform_id = $2 AND platform_context_id = $3",
-        )
-        .bind($tenant)
-        .bind($platform.to_string())
-        .bind(&course_s)
-        .fetch_optional(&mut *$tx)
-        .await?
-        .ok_or_else(|| corrupt("context of another tenant"))?;
+        let id = ensure_platform_row!(
+            $tx, "contexts", "platform_context_id", "context",
+            context_id($platform, &course_s), $tenant, $platform, &course_s, $now
+        );
         sqlx::query(
             "INSERT INTO moodle_courses (site_id, course_id, tenant_id, context_id) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (site_id, course_id) DO NOTHING",
