@@ -276,32 +276,23 @@ mod tests {
             crate::Settings::defaults_for("127.0.0.1:0".parse().unwrap(), dir.clone());
         settings.master_key = Some(store::crypto::MasterKey::generate().to_base64());
         let app = crate::AppBuilder::new(settings).build().await.unwrap().app;
+        // One batch to a route with this many permits.
+        let post = |permits: usize| {
+            axum::Router::new()
+                .route("/moodle/events", route(permits))
+                .with_state(app.clone())
+                .oneshot(
+                    Request::post("/moodle/events")
+                        .body(axum::body::Body::from("{}"))
+                        .unwrap(),
+                )
+        };
         // No permits: every batch is shed before anything is read.
-        let router = axum::Router::new()
-            .route("/moodle/events", route(0))
-            .with_state(app.clone());
-        let r = router
-            .oneshot(
-                Request::post("/moodle/events")
-                    .body(axum::body::Body::from("{}"))
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
+        let r = post(0).await.unwrap();
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(r.headers()[header::RETRY_AFTER], "5");
         // With a permit the request goes through to the checks.
-        let router = axum::Router::new()
-            .route("/moodle/events", route(1))
-            .with_state(app);
-        let r = router
-            .oneshot(
-                Request::post("/moodle/events")
-                    .body(axum::body::Body::from("{}"))
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
+        let r = post(1).await.unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         let _ = std::fs::remove_dir_all(dir);
     }
