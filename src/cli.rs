@@ -628,6 +628,19 @@ async fn tenant_scope(store: &Store, id: TenantId) -> anyhow::Result<store::Tena
     })
 }
 
+/// The tenant's store with the master key its sealed secrets are opened and sealed with
+/// (created in the data directory on first use when none is configured).
+async fn open_tenant_sealed(
+    settings: &Settings,
+    tenant: TenantId,
+) -> anyhow::Result<(store::crypto::MasterKey, Store, store::TenantScope)> {
+    let master =
+        server::master_key::load_or_create(settings.master_key.as_deref(), &settings.data_dir)?;
+    let store = open_store(settings).await?;
+    let scope = tenant_scope(&store, tenant).await?;
+    Ok((master, store, scope))
+}
+
 fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
@@ -754,12 +767,7 @@ async fn platform(
                 }
             };
             anyhow::ensure!(!secret.is_empty(), "the LTI 1.1 secret is empty");
-            let master = server::master_key::load_or_create(
-                settings.master_key.as_deref(),
-                &settings.data_dir,
-            )?;
-            let store = open_store(&settings).await?;
-            let scope = tenant_scope(&store, tenant).await?;
+            let (master, store, scope) = open_tenant_sealed(&settings, tenant).await?;
             store
                 .tenant(&scope)
                 .set_lti11_credentials(platform, &consumer_key, &secret, &master, &operator())
@@ -969,12 +977,7 @@ async fn moodle(config: Option<&std::path::Path>, command: MoodleCommand) -> any
                         .map(|t| t.trim().to_owned())
                 })
                 .transpose()?;
-            let master = server::master_key::load_or_create(
-                settings.master_key.as_deref(),
-                &settings.data_dir,
-            )?;
-            let store = open_store(&settings).await?;
-            let scope = tenant_scope(&store, tenant).await?;
+            let (master, store, scope) = open_tenant_sealed(&settings, tenant).await?;
             let paired = store
                 .tenant(&scope)
                 .pair_moodle_site(
@@ -1039,12 +1042,7 @@ async fn moodle(config: Option<&std::path::Path>, command: MoodleCommand) -> any
         MoodleCommand::Reconcile { tenant, site, db } => {
             let site = moodle_site(&site)?;
             let settings = load(config, &(&db).into())?;
-            let master = server::master_key::load_or_create(
-                settings.master_key.as_deref(),
-                &settings.data_dir,
-            )?;
-            let store = open_store(&settings).await?;
-            let scope = tenant_scope(&store, tenant).await?;
+            let (master, store, scope) = open_tenant_sealed(&settings, tenant).await?;
             let reconciler = server::moodle_reconcile::MoodleReconciler::new(
                 store,
                 reqwest::Client::builder()

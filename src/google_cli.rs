@@ -1,6 +1,6 @@
 //! `lmsbridge google …`: a tenant's Google OAuth client, its grants' state, and connect links.
 
-use super::{open_store, operator, print_json, tenant_scope};
+use super::{open_store, open_tenant_sealed, operator, print_json, tenant_scope};
 use crate::settings::{SettingsFlags, load};
 use anyhow::Context;
 use clap::Subcommand;
@@ -79,12 +79,7 @@ pub async fn google(config: Option<&Path>, command: GoogleCommand) -> anyhow::Re
             })?;
             let secret = secret.trim();
             anyhow::ensure!(!secret.is_empty(), "the client secret file is empty");
-            let master = server::master_key::load_or_create(
-                settings.master_key.as_deref(),
-                &settings.data_dir,
-            )?;
-            let store = open_store(&settings).await?;
-            let scope = tenant_scope(&store, tenant).await?;
+            let (master, store, scope) = open_tenant_sealed(&settings, tenant).await?;
             let platform = store
                 .tenant(&scope)
                 .configure_google_client(
@@ -142,12 +137,7 @@ pub async fn google(config: Option<&Path>, command: GoogleCommand) -> anyhow::Re
             if wanted.is_empty() {
                 wanted = vec![Feature::Roster, Feature::Coursework];
             }
-            let master = server::master_key::load_or_create(
-                settings.master_key.as_deref(),
-                &settings.data_dir,
-            )?;
-            let store = open_store(&settings).await?;
-            let scope = tenant_scope(&store, tenant).await?;
+            let (master, store, scope) = open_tenant_sealed(&settings, tenant).await?;
             let platform = store
                 .tenant(&scope)
                 .google_platform()
