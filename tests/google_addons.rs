@@ -13,8 +13,8 @@
 #[path = "common/harness.rs"]
 mod harness;
 
-use harness::Served;
-use serde_json::{Value, json};
+use harness::{Api, Served};
+use serde_json::json;
 use server::AppBuilder;
 use std::time::{Duration, Instant};
 use store::crypto::MasterKey;
@@ -30,8 +30,7 @@ const PATIENCE: Duration = Duration::from_secs(40);
 const TOPIC: &str = "projects/school-project/topics/classroom-roster";
 
 struct Harness {
-    base: Url,
-    api_key: String,
+    api: Api,
     fake: SimulatedClassroom,
     _fake_server: SpawnedClassroom,
     _certs: SpawnedCerts,
@@ -40,8 +39,16 @@ struct Harness {
     scope: store::TenantScope,
     master: MasterKey,
     graded_item: String,
-    http: reqwest::Client,
     served: Served,
+}
+
+// The harness is the product API it calls, plus what it set up.
+impl std::ops::Deref for Harness {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 impl Harness {
@@ -136,8 +143,11 @@ impl Harness {
         .unwrap();
         let served = Served::spawn(listener, running, server::router, true, dir);
         Self {
-            base: settings.public(""),
-            api_key: key.secret().to_owned(),
+            api: Api {
+                http: harness::http(false),
+                base: settings.public(""),
+                api_key: key.secret().to_owned(),
+            },
             fake,
             _fake_server: fake_server,
             _certs: certs,
@@ -146,7 +156,6 @@ impl Harness {
             scope,
             master,
             graded_item: graded.id.to_string(),
-            http: harness::http(false),
             served,
         }
     }
@@ -158,23 +167,6 @@ impl Harness {
             .unwrap();
         url.query_pairs_mut().extend_pairs(params);
         url
-    }
-
-    async fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        harness::api_call(&self.http, &self.base, &self.api_key, method, path, body).await
-    }
-
-    /// Posts a score and waits until it is delivered or dead.
-    async fn score(&self, target: &Value, person: &Value, given: f64, max: f64) -> Value {
-        harness::score_settled(
-            &self.http,
-            &self.base,
-            &self.api_key,
-            (target, person),
-            (given, max),
-            PATIENCE,
-        )
-        .await
     }
 
     async fn stop(self) {
@@ -282,7 +274,7 @@ async fn run(db: Option<String>) {
     assert_eq!(h.fake.attachments().len(), 1);
     // The pick is audited once, as the add-on's own action (not as an LTI deep link).
     let (status, audit) = h
-        .api(reqwest::Method::GET, "api/v1/audit?limit=1000", None)
+        .call(reqwest::Method::GET, "api/v1/audit?limit=1000", None)
         .await;
     assert_eq!(status, 200, "{audit:#}");
     let actions: Vec<&str> = audit["entries"]
@@ -356,7 +348,7 @@ async fn run(db: Option<String>) {
             .any(|s| s.ends_with("classroom.addons.teacher"))
     );
     let (s, launch) = h
-        .api(
+        .call(
             reqwest::Method::POST,
             "api/v1/launches/redeem",
             Some(json!({"code": code})),
@@ -382,7 +374,7 @@ async fn run(db: Option<String>) {
     let target = launch["grade_target_id"].clone();
     assert!(target.is_string(), "{launch:#}");
     let (s, _) = h
-        .api(
+        .call(
             reqwest::Method::POST,
             "api/v1/launches/redeem",
             Some(json!({"code": code})),
@@ -467,7 +459,7 @@ async fn run(db: Option<String>) {
         .1
         .into_owned();
     let (_, teacher_launch) = h
-        .api(
+        .call(
             reqwest::Method::POST,
             "api/v1/launches/redeem",
             Some(json!({"code": code})),
@@ -498,7 +490,7 @@ async fn run(db: Option<String>) {
         .1
         .into_owned();
     let (_, reviewed) = h
-        .api(
+        .call(
             reqwest::Method::POST,
             "api/v1/launches/redeem",
             Some(json!({"code": code})),

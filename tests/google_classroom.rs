@@ -11,7 +11,7 @@
 #[path = "common/harness.rs"]
 mod harness;
 
-use harness::Served;
+use harness::{Api, Served};
 use serde_json::{Value, json};
 use server::AppBuilder;
 use std::time::{Duration, Instant};
@@ -29,15 +29,22 @@ const PATIENCE: Duration = Duration::from_secs(40);
 const ROSTER_TOPIC: &str = "projects/lmsbridge-test/topics/classroom-roster";
 
 struct Harness {
-    base: Url,
-    api_key: String,
+    api: Api,
     fake: SimulatedClassroom,
     _fake_server: SpawnedClassroom,
     app: server::App,
     scope: store::TenantScope,
     master: MasterKey,
-    http: reqwest::Client,
     served: Served,
+}
+
+// The harness is the product API it calls, plus what it set up.
+impl std::ops::Deref for Harness {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 impl Harness {
@@ -97,20 +104,18 @@ impl Harness {
             .unwrap();
         let served = Served::spawn(listener, running, server::router, true, dir);
         Self {
-            base: settings.public(""),
-            api_key: key.secret().to_owned(),
+            api: Api {
+                http: harness::http(false),
+                base: settings.public(""),
+                api_key: key.secret().to_owned(),
+            },
             fake,
             _fake_server: fake_server,
             app,
             scope,
             master,
-            http: harness::http(false),
             served,
         }
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        harness::api_call(&self.http, &self.base, &self.api_key, method, path, body).await
     }
 
     async fn get(&self, path: &str) -> Value {
@@ -132,19 +137,6 @@ impl Harness {
             .await;
         assert_eq!(s, 201, "{v:#}");
         Url::parse(v["url"].as_str().unwrap()).unwrap()
-    }
-
-    /// Posts a score and waits until it is delivered or dead.
-    async fn score(&self, target: &Value, person: &Value, given: f64, max: f64) -> Value {
-        harness::score_settled(
-            &self.http,
-            &self.base,
-            &self.api_key,
-            (target, person),
-            (given, max),
-            PATIENCE,
-        )
-        .await
     }
 
     async fn stop(self) {

@@ -1,7 +1,7 @@
 //! Set-up shared by the end-to-end tests that build their own app over loopback rather than
 //! starting the demo (`mod.rs`): settings in a fresh directory, the server served with a
 //! stop signal, the Google endpoints pointed at the simulated Classroom, the product API's
-//! bearer calls, and the SQLite-then-PostgreSQL run. Included with
+//! bearer calls and scores, and the SQLite-then-PostgreSQL run. Included with
 //! `#[path = "common/harness.rs"] mod harness;` so that the demo tests do not compile it.
 
 // Each test uses a part of this.
@@ -83,27 +83,6 @@ impl Served {
     }
 }
 
-/// One product API call with the tenant's key: the status and the JSON body (null when the
-/// body is not JSON).
-pub async fn api_call(
-    http: &reqwest::Client,
-    base: &Url,
-    api_key: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = http
-        .request(method, base.join(path).unwrap())
-        .bearer_auth(api_key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 /// Runs the scenario on SQLite and then, when LMSBRIDGE_TEST_POSTGRES_URL is set, on
 /// PostgreSQL, each within three minutes; `what` names it in the timeout's message.
 pub async fn on_both_databases<F, Fut>(what: &str, run: F)
@@ -127,49 +106,64 @@ where
     }
 }
 
-/// Posts a final score by the AI grader through `POST /api/v1/scores` and polls it until it
-/// is delivered or dead (within `patience`); returns the score as the API shows it then.
-pub async fn score_settled(
-    http: &reqwest::Client,
-    base: &Url,
-    api_key: &str,
-    (target, person): (&Value, &Value),
-    (given, max): (f64, f64),
-    patience: Duration,
-) -> Value {
-    let (s, v) = api_call(
-        http,
-        base,
-        api_key,
-        reqwest::Method::POST,
-        "api/v1/scores",
-        Some(serde_json::json!({
-            "grade_target_id": target, "person_id": person,
-            "score_given": given, "score_maximum": max,
-            "activity_progress": "Completed", "grading_progress": "FullyGraded",
-            "actor": {"kind": "ai_grader", "id": "grader-v1"},
-        })),
-    )
-    .await;
-    assert_eq!(s, 202, "{v:#}");
-    let id = v["id"].as_str().unwrap().to_owned();
-    let started = std::time::Instant::now();
-    loop {
-        let (s, v) = api_call(
-            http,
-            base,
-            api_key,
-            reqwest::Method::GET,
-            &format!("api/v1/scores/{id}"),
-            None,
-        )
-        .await;
-        assert_eq!(s, 200, "GET api/v1/scores/{id}: {v:#}");
-        let state = v["status"]["state"].as_str().unwrap_or_default();
-        if state == "delivered" || state == "dead" {
-            return v;
+/// How long a posted score may take to settle.
+pub const SCORE_PATIENCE: Duration = Duration::from_secs(40);
+
+/// The product API as the tests' product calls it: the tenant's key over loopback.
+pub struct Api {
+    pub http: reqwest::Client,
+    pub base: Url,
+    pub api_key: String,
+}
+
+impl Api {
+    /// One call: the status and the JSON body (null when the body is not JSON).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, self.base.join(path).unwrap())
+            .bearer_auth(&self.api_key);
+        if let Some(b) = body {
+            req = req.json(&b);
         }
-        assert!(started.elapsed() < patience, "score stuck: {v:#}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Posts a final score by the AI grader through `POST /api/v1/scores` and polls it until
+    /// it is delivered or dead; returns the score as the API shows it then.
+    pub async fn score(&self, target: &Value, person: &Value, given: f64, max: f64) -> Value {
+        let (s, v) = self
+            .call(
+                reqwest::Method::POST,
+                "api/v1/scores",
+                Some(serde_json::json!({
+                    "grade_target_id": target, "person_id": person,
+                    "score_given": given, "score_maximum": max,
+                    "activity_progress": "Completed", "grading_progress": "FullyGraded",
+                    "actor": {"kind": "ai_grader", "id": "grader-v1"},
+                })),
+            )
+            .await;
+        assert_eq!(s, 202, "{v:#}");
+        let id = v["id"].as_str().unwrap().to_owned();
+        let started = std::time::Instant::now();
+        loop {
+            let path = format!("api/v1/scores/{id}");
+            let (s, v) = self.call(reqwest::Method::GET, &path, None).await;
+            assert_eq!(s, 200, "GET {path}: {v:#}");
+            let state = v["status"]["state"].as_str().unwrap_or_default();
+            if state == "delivered" || state == "dead" {
+                return v;
+            }
+            assert!(started.elapsed() < SCORE_PATIENCE, "score stuck: {v:#}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
