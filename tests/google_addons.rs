@@ -327,12 +327,7 @@ async fn run(db: Option<String>) {
         "handed to the product: {}",
         page.url
     );
-    let code = page
-        .url
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .expect("a handoff code");
+    let code = harness::handoff_code(&page.url);
     let auth = h.fake.authorizations().last().cloned().unwrap();
     assert_eq!(auth.user_id.as_deref(), Some(alan.id.as_str()));
     assert_eq!(auth.access_type.as_deref(), Some("online"));
@@ -347,13 +342,7 @@ async fn run(db: Option<String>) {
             .iter()
             .any(|s| s.ends_with("classroom.addons.teacher"))
     );
-    let (s, launch) = h
-        .call(
-            reqwest::Method::POST,
-            "api/v1/launches/redeem",
-            Some(json!({"code": code})),
-        )
-        .await;
+    let (s, launch) = h.redeem(&code).await;
     assert_eq!(s, 200, "{launch:#}");
     assert_eq!(launch["platform"], "google_classroom");
     assert_eq!(launch["roles"], json!(["learner"]));
@@ -373,13 +362,7 @@ async fn run(db: Option<String>) {
     assert_eq!(g["submission_id"], alan_submission.id.as_str());
     let target = launch["grade_target_id"].clone();
     assert!(target.is_string(), "{launch:#}");
-    let (s, _) = h
-        .call(
-            reqwest::Method::POST,
-            "api/v1/launches/redeem",
-            Some(json!({"code": code})),
-        )
-        .await;
+    let (s, _) = h.redeem(&code).await;
     assert_ne!(s, 200, "a code works once");
 
     // 5. Hostile: the student opens the teacher view; Classroom says student, so no.
@@ -451,20 +434,8 @@ async fn run(db: Option<String>) {
     ]);
     let page = teacher.get(ada_view.as_str()).await.unwrap();
     assert_eq!(page.url.path(), "/health", "{}", page.body);
-    let code = page
-        .url
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .unwrap()
-        .1
-        .into_owned();
-    let (_, teacher_launch) = h
-        .call(
-            reqwest::Method::POST,
-            "api/v1/launches/redeem",
-            Some(json!({"code": code})),
-        )
-        .await;
+    let code = harness::handoff_code(&page.url);
+    let (_, teacher_launch) = h.redeem(&code).await;
     assert_eq!(teacher_launch["roles"], json!(["instructor"]));
     assert_eq!(teacher_launch["google_classroom"]["view"], "teacher_view");
     // Student work review: the teacher, on a student's submission.
@@ -482,20 +453,8 @@ async fn run(db: Option<String>) {
     let page = teacher.get(review.as_str()).await.unwrap();
     assert_eq!(page.url.path(), "/health", "{}", page.body);
     assert_eq!(contexts(&h), asked + 1, "Classroom is asked on every open");
-    let code = page
-        .url
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .unwrap()
-        .1
-        .into_owned();
-    let (_, reviewed) = h
-        .call(
-            reqwest::Method::POST,
-            "api/v1/launches/redeem",
-            Some(json!({"code": code})),
-        )
-        .await;
+    let code = harness::handoff_code(&page.url);
+    let (_, reviewed) = h.redeem(&code).await;
     assert_eq!(reviewed["google_classroom"]["view"], "student_work_review");
     assert_eq!(
         reviewed["google_classroom"]["submission_id"],

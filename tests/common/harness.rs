@@ -106,6 +106,16 @@ where
     }
 }
 
+/// The handoff code a launch gave the product's page, read from the address the browser
+/// landed on.
+pub fn handoff_code(landed: &Url) -> String {
+    landed
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("a handoff code")
+}
+
 /// How long a posted score may take to settle.
 pub const SCORE_PATIENCE: Duration = Duration::from_secs(40);
 
@@ -134,6 +144,16 @@ impl Api {
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Redeems a launch's handoff code: the status and the launch.
+    pub async fn redeem(&self, code: &str) -> (u16, Value) {
+        self.call(
+            reqwest::Method::POST,
+            "api/v1/launches/redeem",
+            Some(serde_json::json!({"code": code})),
+        )
+        .await
     }
 
     /// Posts a final score by the AI grader through `POST /api/v1/scores` and polls it until
