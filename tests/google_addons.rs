@@ -586,25 +586,17 @@ async fn run(db: Option<String>) {
         .into_iter()
         .find(|l| l.text.contains("Sign in with Google"))
         .unwrap();
-    let start = h.http.get(link.href.clone()).send().await.unwrap();
-    assert_eq!(start.status().as_u16(), 303);
-    let cookie = start.headers()["set-cookie"].to_str().unwrap().to_owned();
-    assert!(cookie.contains("HttpOnly"), "{cookie}");
-    let to_google = start.headers()["location"].to_str().unwrap().to_owned();
-    let consent = h.http.get(&to_google).send().await.unwrap();
-    let back = consent.headers()["location"].to_str().unwrap().to_owned();
-    assert!(back.starts_with(callback.as_str()), "{back}");
-    let no_cookie = h.http.get(&back).send().await.unwrap();
-    assert_eq!(no_cookie.status().as_u16(), 400);
-    assert!(no_cookie.text().await.unwrap().contains("cookie"));
-    let replay = h
-        .http
-        .get(&back)
-        .header("cookie", cookie.split(';').next().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(replay.status().as_u16(), 400, "the state was spent");
+    let walk = harness::sign_in_without_cookies(&h.http, link.href.clone()).await;
+    assert_eq!(walk.start_status, 303);
+    assert!(walk.cookie.contains("HttpOnly"), "{}", walk.cookie);
+    assert!(
+        walk.callback.starts_with(callback.as_str()),
+        "{}",
+        walk.callback
+    );
+    assert_eq!(walk.without_cookie.0, 400);
+    assert!(walk.without_cookie.1.contains("cookie"));
+    assert_eq!(walk.replayed.0, 400, "the state was spent");
 
     assert_eq!(
         h.fake.registrations().len(),

@@ -169,36 +169,21 @@ async fn run(db: Option<String>) {
     // 1. The state is bound to the browser and single use: the callback without the
     //    cookie is refused, and after that the state is gone.
     let link = h.connect_link().await;
-    let start = h.http.get(link.clone()).send().await.unwrap();
-    assert_eq!(start.status().as_u16(), 302);
-    let cookie = start
-        .headers()
-        .get("set-cookie")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let walk = harness::sign_in_without_cookies(&h.http, link.clone()).await;
+    assert_eq!(walk.start_status, 302);
+    let cookie = &walk.cookie;
     assert!(
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
         "{cookie}"
     );
-    let to_google = start.headers()["location"].to_str().unwrap().to_owned();
-    let consent = h.http.get(&to_google).send().await.unwrap();
-    assert_eq!(consent.status().as_u16(), 302);
-    let back = consent.headers()["location"].to_str().unwrap().to_owned();
-    assert!(back.starts_with(h.base.join("google/oauth/callback").unwrap().as_str()));
-    let no_cookie = h.http.get(&back).send().await.unwrap();
-    assert_eq!(no_cookie.status().as_u16(), 400);
-    assert!(no_cookie.text().await.unwrap().contains("another browser"));
-    let replay = h
-        .http
-        .get(&back)
-        .header("cookie", cookie.split(';').next().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(replay.status().as_u16(), 400);
-    assert!(replay.text().await.unwrap().contains("already used"));
+    assert!(
+        walk.callback
+            .starts_with(h.base.join("google/oauth/callback").unwrap().as_str())
+    );
+    assert_eq!(walk.without_cookie.0, 400);
+    assert!(walk.without_cookie.1.contains("another browser"));
+    assert_eq!(walk.replayed.0, 400);
+    assert!(walk.replayed.1.contains("already used"));
     // A forged link does nothing.
     let forged = h
         .http

@@ -116,6 +116,51 @@ pub fn handoff_code(landed: &Url) -> String {
         .expect("a handoff code")
 }
 
+/// What a client that keeps no cookies sees walking a Google sign-in from our start address
+/// through Google's consent, then at the callback Google sends it back to: first without
+/// the start's cookie, then again with it (the state is single use either way).
+pub struct SignInWalk {
+    pub start_status: u16,
+    /// The start's whole `Set-Cookie`, attributes included.
+    pub cookie: String,
+    pub callback: String,
+    pub without_cookie: (u16, String),
+    pub replayed: (u16, String),
+}
+
+pub async fn sign_in_without_cookies(
+    http: &reqwest::Client,
+    start: impl reqwest::IntoUrl,
+) -> SignInWalk {
+    let started = http.get(start).send().await.unwrap();
+    let start_status = started.status().as_u16();
+    let cookie = started.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let to_google = started.headers()["location"].to_str().unwrap().to_owned();
+    let consent = http.get(&to_google).send().await.unwrap();
+    assert_eq!(
+        consent.status().as_u16(),
+        302,
+        "Google's consent sends the browser back"
+    );
+    let callback = consent.headers()["location"].to_str().unwrap().to_owned();
+    let r = http.get(&callback).send().await.unwrap();
+    let without_cookie = (r.status().as_u16(), r.text().await.unwrap());
+    let r = http
+        .get(&callback)
+        .header("cookie", cookie.split(';').next().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let replayed = (r.status().as_u16(), r.text().await.unwrap());
+    SignInWalk {
+        start_status,
+        cookie,
+        callback,
+        without_cookie,
+        replayed,
+    }
+}
+
 /// How long a posted score may take to settle.
 pub const SCORE_PATIENCE: Duration = Duration::from_secs(40);
 
