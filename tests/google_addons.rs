@@ -353,12 +353,7 @@ async fn run(db: Option<String>) {
     assert_eq!(g["view"], "student_view");
     assert_eq!(g["attachment_id"], attachment.id.as_str());
     assert_eq!(g["item_id"], post.as_str());
-    let alan_submission = h
-        .fake
-        .submissions(&post)
-        .into_iter()
-        .find(|s| s.user_id == alan.id)
-        .unwrap();
+    let alan_submission = h.fake.submission_of(&post, &alan.id).unwrap();
     assert_eq!(g["submission_id"], alan_submission.id.as_str());
     let target = launch["grade_target_id"].clone();
     assert!(target.is_string(), "{launch:#}");
@@ -541,12 +536,7 @@ async fn run(db: Option<String>) {
         vec![(alan_submission.id.clone(), 8.0)],
         "4/5 of 10"
     );
-    let sub = h
-        .fake
-        .submissions(&post)
-        .into_iter()
-        .find(|s| s.user_id == alan.id)
-        .unwrap();
+    let sub = h.fake.submission_of(&post, &alan.id).unwrap();
     assert_eq!(
         sub.draft_grade,
         Some(8.0),

@@ -437,12 +437,7 @@ async fn run(db: Option<String>) {
     assert_eq!(made.project, "lmsbridge-test");
     let v = h.score(&draft["grade_target_id"], &person, 8.5, 10.0).await;
     assert_eq!(v["status"]["state"], "delivered", "{label}: {v:#}");
-    let sub = h
-        .fake
-        .submissions(&draft_work)
-        .into_iter()
-        .find(|s| s.user_id == student.id)
-        .unwrap();
+    let sub = h.fake.submission_of(&draft_work, &student.id).unwrap();
     assert_eq!(sub.draft_grade, Some(17.0));
     assert_eq!(
         sub.assigned_grade, None,
@@ -462,12 +457,7 @@ async fn run(db: Option<String>) {
         .score(&assigned["grade_target_id"], &person, 3.0, 4.0)
         .await;
     assert_eq!(v["status"]["state"], "delivered", "{v:#}");
-    let sub = h
-        .fake
-        .submissions(&assigned_work)
-        .into_iter()
-        .find(|s| s.user_id == student.id)
-        .unwrap();
+    let sub = h.fake.submission_of(&assigned_work, &student.id).unwrap();
     assert_eq!(sub.assigned_grade, Some(37.5));
     assert_eq!(sub.state, "RETURNED");
 
@@ -488,12 +478,7 @@ async fn run(db: Option<String>) {
         t.elapsed() >= Duration::from_millis(900),
         "Retry-After honoured"
     );
-    let sub = h
-        .fake
-        .submissions(&draft_work)
-        .into_iter()
-        .find(|s| s.user_id == student.id)
-        .unwrap();
+    let sub = h.fake.submission_of(&draft_work, &student.id).unwrap();
     assert_eq!(sub.draft_grade, Some(20.0));
 
     // 6b. Google stops accepting the access token early: refreshed once, then delivered.

@@ -518,6 +518,13 @@ impl SimulatedClassroom {
         v
     }
 
+    /// One student's submission of a courseWork.
+    pub fn submission_of(&self, course_work_id: &str, user_id: &str) -> Option<SubmissionView> {
+        self.submissions(course_work_id)
+            .into_iter()
+            .find(|s| s.user_id == user_id)
+    }
+
     pub fn attachments(&self) -> Vec<AttachmentView> {
         self.state()
             .attachments
