@@ -216,3 +216,30 @@ pub async fn seed_launch(
         launch,
     })
 }
+
+/// A final score (activity completed, fully graded) by an AI grader, as the product API
+/// enqueues one, without an idempotency key.
+pub fn final_score(
+    target: domain::GradeTargetId,
+    person: domain::PersonId,
+    given: f64,
+    maximum: f64,
+) -> crate::ScoreRequest {
+    crate::ScoreRequest {
+        score: domain::NewScore {
+            grade_target_id: target,
+            person_id: person,
+            score_given: Some(given),
+            score_maximum: Some(maximum),
+            comment: None,
+            activity_progress: domain::ActivityProgress::Completed,
+            grading_progress: domain::GradingProgress::FullyGraded,
+            actor: domain::Actor {
+                kind: domain::ActorKind::AiGrader,
+                id: "grader".into(),
+            },
+        },
+        idempotency_key: None,
+        request_hash: "h".into(),
+    }
+}

@@ -3,14 +3,14 @@
 //! reconnecting), OAuth states (single use, expiry, any instance), linked courses and the
 //! courseWork lmsbridge created as grade targets that scores can name; tenants isolated.
 
-use domain::{ActivityProgress, Actor, ActorKind, GradingProgress, NewScore, PlatformKind};
+use domain::{Actor, PlatformKind};
 use store::crypto::MasterKey;
 use store::google::{
     GOOGLE_ISSUER, GoogleCourseInput, GradeMode, GrantStatus, NewGoogleClient, NewGoogleCourseWork,
     NewGoogleGrant, NewGoogleOAuthState, SecretString,
 };
-use store::testing::TestDatabase;
-use store::{ScoreRequest, StoreError, now_micros};
+use store::testing::{TestDatabase, final_score};
+use store::{StoreError, now_micros};
 use url::Url;
 
 fn client(id: &str, secret: &str) -> NewGoogleClient {
@@ -294,23 +294,7 @@ async fn google_client_grants_states_courses_and_course_work() {
             1
         );
         let score = ta
-            .enqueue_score(&ScoreRequest {
-                score: NewScore {
-                    grade_target_id: work.grade_target_id,
-                    person_id: g.person_id,
-                    score_given: Some(7.0),
-                    score_maximum: Some(10.0),
-                    comment: None,
-                    activity_progress: ActivityProgress::Completed,
-                    grading_progress: GradingProgress::FullyGraded,
-                    actor: Actor {
-                        kind: ActorKind::AiGrader,
-                        id: "grader".into(),
-                    },
-                },
-                idempotency_key: None,
-                request_hash: "h".into(),
-            })
+            .enqueue_score(&final_score(work.grade_target_id, g.person_id, 7.0, 10.0))
             .await;
         assert!(score.is_ok(), "{}: {score:?}", db.label);
         assert!(matches!(

@@ -4,12 +4,12 @@
 //! student's submission id; push registrations are claimed for renewal once per lease; push
 //! messages are recorded once; another tenant reaches none of it.
 
-use domain::{ActivityProgress, Actor, ActorKind, GradeTargetLocation, GradingProgress, NewScore};
+use domain::{Actor, GradeTargetLocation};
 use store::crypto::{MasterKey, sha256_hex};
 use store::google::{NewGoogleClient, SecretString};
 use store::google_addons::{AddOnOpen, AddOnRole, NewAddOnAttachment};
-use store::testing::TestDatabase;
-use store::{LaunchPerson, ScoreRequest, now_micros};
+use store::testing::{TestDatabase, final_score};
+use store::{LaunchPerson, now_micros};
 use url::Url;
 
 fn client(id: &str) -> NewGoogleClient {
@@ -188,25 +188,9 @@ async fn attachments_opens_registrations_and_push_events() {
         assert_ne!(other.person_id, recorded.person_id);
 
         // A score for the attachment is claimed back as an add-on location.
-        ta.enqueue_score(&ScoreRequest {
-            score: NewScore {
-                grade_target_id: target,
-                person_id: recorded.person_id.unwrap(),
-                score_given: Some(4.0),
-                score_maximum: Some(5.0),
-                comment: None,
-                activity_progress: ActivityProgress::Completed,
-                grading_progress: GradingProgress::FullyGraded,
-                actor: Actor {
-                    kind: ActorKind::AiGrader,
-                    id: "grader".into(),
-                },
-            },
-            idempotency_key: None,
-            request_hash: "h".into(),
-        })
-        .await
-        .unwrap();
+        ta.enqueue_score(&final_score(target, recorded.person_id.unwrap(), 4.0, 5.0))
+            .await
+            .unwrap();
         let claimed = store
             .claim_scores("w", now_micros() + 60_000_000, 10)
             .await
