@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use store::crypto::MasterKey;
 use store::testing::{TestDatabase, seed_launch};
 use store::{
-    ClaimedWebhook, MoodleEvent, MoodleSiteId, Store, StoreError, TenantScope, moodle_context_id,
-    moodle_person_id, now_micros,
+    ClaimedWebhook, MoodleEvent, MoodleSiteId, Store, StoreError, TenantScope, TenantStore,
+    moodle_context_id, moodle_person_id, now_micros,
 };
 
 const T0: i64 = 1_764_290_000;
@@ -83,6 +83,21 @@ async fn webhooks(store: &Store) -> Vec<(String, Value)> {
             (c.event, v["data"].clone())
         })
         .collect()
+}
+
+/// What became of a stored event (`applied`, `stale`, `ignored`, `user_deleted`).
+async fn outcome(t: &TenantStore<'_>, site: &MoodleSiteId, event_id: &str) -> Option<String> {
+    t.moodle_event_outcome(site, event_id).await.unwrap()
+}
+
+/// Whether every audit record still verifies.
+async fn audit_intact(store: &Store) -> bool {
+    store
+        .verify_audit(None)
+        .await
+        .unwrap()
+        .iter()
+        .all(|r| r.is_intact())
 }
 
 struct Paired {
@@ -205,14 +220,7 @@ async fn pairing_is_sealed_audited_and_one_per_platform() {
         )
         .await
         .unwrap();
-        assert!(
-            store
-                .verify_audit(None)
-                .await
-                .unwrap()
-                .iter()
-                .all(|r| r.is_intact())
-        );
+        assert!(audit_intact(&store).await);
         db.cleanup().await;
     }
 }
@@ -297,13 +305,7 @@ async fn events_build_state_on_launch_rows_once_and_in_time_order() {
         // A late event older than the state: stored, changes nothing.
         let late = enrol("e-0", 0, "updated", T0 + 5, 34, 0, &["student"]);
         t.record_moodle_events(&a.site, &[late]).await.unwrap();
-        assert_eq!(
-            t.moodle_event_outcome(&a.site, "e-0")
-                .await
-                .unwrap()
-                .as_deref(),
-            Some("stale")
-        );
+        assert_eq!(outcome(&t, &a.site, "e-0").await.as_deref(), Some("stale"));
         assert_eq!(
             t.moodle_progress(person, course)
                 .await
@@ -455,10 +457,7 @@ async fn events_build_state_on_launch_rows_once_and_in_time_order() {
         let revived = enrol("e-9", 10, "created", T0 + 70, 34, 0, &["student"]);
         t.record_moodle_events(&a.site, &[revived]).await.unwrap();
         assert_eq!(
-            t.moodle_event_outcome(&a.site, "e-9")
-                .await
-                .unwrap()
-                .as_deref(),
+            outcome(&t, &a.site, "e-9").await.as_deref(),
             Some("user_deleted")
         );
         assert_eq!(
@@ -472,14 +471,7 @@ async fn events_build_state_on_launch_rows_once_and_in_time_order() {
 
         let sites = t.moodle_sites().await.unwrap();
         assert_eq!(sites[0].last_seq, 10, "highest outbox sequence seen");
-        assert!(
-            store
-                .verify_audit(None)
-                .await
-                .unwrap()
-                .iter()
-                .all(|r| r.is_intact())
-        );
+        assert!(audit_intact(&store).await);
         db.cleanup().await;
     }
 }
@@ -651,20 +643,8 @@ async fn swept_events_coming_back_change_nothing() {
         // The plugin sends them once more, much later: stored again, no state change, no webhook.
         let out = t.record_moodle_events(&a.site, &batch).await.unwrap();
         assert_eq!(out.accepted.len(), 2);
-        assert_eq!(
-            t.moodle_event_outcome(&a.site, "s-1")
-                .await
-                .unwrap()
-                .as_deref(),
-            Some("stale")
-        );
-        assert_eq!(
-            t.moodle_event_outcome(&a.site, "s-2")
-                .await
-                .unwrap()
-                .as_deref(),
-            Some("stale")
-        );
+        assert_eq!(outcome(&t, &a.site, "s-1").await.as_deref(), Some("stale"));
+        assert_eq!(outcome(&t, &a.site, "s-2").await.as_deref(), Some("stale"));
         assert!(webhooks(&store).await.is_empty());
         db.cleanup().await;
     }
@@ -696,17 +676,11 @@ async fn lti_activities_created_in_moodle_become_resources() {
         .await
         .unwrap();
         assert_eq!(
-            t.moodle_event_outcome(&a.site, "m-1")
-                .await
-                .unwrap()
-                .as_deref(),
+            outcome(&t, &a.site, "m-1").await.as_deref(),
             Some("applied")
         );
         assert_eq!(
-            t.moodle_event_outcome(&a.site, "m-2")
-                .await
-                .unwrap()
-                .as_deref(),
+            outcome(&t, &a.site, "m-2").await.as_deref(),
             Some("ignored")
         );
         // The resource a launch of instance 8 in course 12 will carry, titled as in Moodle.
