@@ -18,7 +18,6 @@ use serde_json::json;
 use server::AppBuilder;
 use std::time::{Duration, Instant};
 use store::crypto::MasterKey;
-use store::google::{NewGoogleClient, SecretString};
 use store::{CatalogItemType, NewCatalogItem};
 use testkit::classroom::{
     ClassroomConfig, GooglePushSigner, OAuthClientRegistration, SpawnedCerts,
@@ -69,7 +68,6 @@ impl Harness {
                 .await
                 .unwrap();
         let (signer, certs) = GooglePushSigner::spawn().await.unwrap();
-        let urls = fake.urls();
         harness::point_at_classroom(&mut settings, &fake);
         settings.google_pubsub_topic = Some(TOPIC.into());
         settings.google_push_audience = Some("https://lmsbridge.test/google/push".into());
@@ -90,30 +88,18 @@ impl Harness {
         // The product's launch URL: any page of ours that answers 200 will do, the test
         // reads the code from the address.
         let product = settings.public("health");
-        let (tenant, key) = app
-            .store()
-            .create_tenant("Add-on School", Some(&product), &actor)
-            .await
-            .unwrap();
-        let scope = app.store().tenant_scope(tenant.id).await.unwrap();
-        let registered = fake.client();
+        let school = harness::google_tenant(
+            &app,
+            "Add-on School",
+            Some(&product),
+            &fake,
+            None,
+            signer.certs_url(),
+            &master,
+        )
+        .await;
+        let (scope, platform) = (school.scope, school.platform);
         let t = app.store().tenant(&scope);
-        let platform = t
-            .configure_google_client(
-                &NewGoogleClient {
-                    client_id: registered.client_id.clone(),
-                    client_secret: SecretString::new(registered.client_secret.clone()),
-                    project_number: None,
-                    authorization_url: urls.authorization.clone(),
-                    token_url: urls.token.clone(),
-                    certs_url: signer.certs_url().clone(),
-                },
-                &master,
-                &actor,
-            )
-            .await
-            .unwrap()
-            .id;
         let graded = t
             .create_catalog_item(
                 &NewCatalogItem {
@@ -146,7 +132,7 @@ impl Harness {
             api: Api {
                 http: harness::http(false),
                 base: settings.public(""),
-                api_key: key.secret().to_owned(),
+                api_key: school.api_key,
             },
             fake,
             _fake_server: fake_server,

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use server::AppBuilder;
 use std::time::{Duration, Instant};
 use store::crypto::MasterKey;
-use store::google::{GradeMode, NewGoogleClient, NewGoogleCourseWork, SecretString};
+use store::google::{GradeMode, NewGoogleCourseWork};
 use testkit::classroom::{
     ClassroomConfig, ClassroomFault, Consent, OAuthClientRegistration, RetryAfter,
 };
@@ -60,7 +60,6 @@ impl Harness {
         })
         .await
         .unwrap();
-        let urls = fake.urls();
         harness::point_at_classroom(&mut settings, &fake);
         // Push configured: a linked course is registered for roster changes.
         settings.google_pubsub_topic = Some(ROSTER_TOPIC.into());
@@ -78,36 +77,23 @@ impl Harness {
             .await
             .unwrap();
         let app = running.app.clone();
-        let actor = domain::Actor::system("test");
-        let (tenant, key) = app
-            .store()
-            .create_tenant("Google School", None, &actor)
-            .await
-            .unwrap();
-        let scope = app.store().tenant_scope(tenant.id).await.unwrap();
-        let registered = fake.client();
-        app.store()
-            .tenant(&scope)
-            .configure_google_client(
-                &NewGoogleClient {
-                    client_id: registered.client_id.clone(),
-                    client_secret: SecretString::new(registered.client_secret.clone()),
-                    project_number: Some("424242".into()),
-                    authorization_url: urls.authorization.clone(),
-                    token_url: urls.token.clone(),
-                    certs_url: urls.userinfo.clone(),
-                },
-                &master,
-                &actor,
-            )
-            .await
-            .unwrap();
+        let school = harness::google_tenant(
+            &app,
+            "Google School",
+            None,
+            &fake,
+            Some("424242"),
+            &fake.urls().userinfo,
+            &master,
+        )
+        .await;
+        let scope = school.scope;
         let served = Served::spawn(listener, running, server::router, true, dir);
         Self {
             api: Api {
                 http: harness::http(false),
                 base: settings.public(""),
-                api_key: key.secret().to_owned(),
+                api_key: school.api_key,
             },
             fake,
             _fake_server: fake_server,

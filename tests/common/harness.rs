@@ -161,6 +161,58 @@ pub async fn sign_in_without_cookies(
     }
 }
 
+/// A tenant whose Google OAuth client is the simulated Classroom's registered one.
+pub struct GoogleTenant {
+    pub scope: store::TenantScope,
+    pub api_key: String,
+    pub platform: domain::PlatformId,
+}
+
+/// Creates the tenant `name` (with the product's launch URL, if any) and configures its
+/// Google OAuth client as the simulated Classroom registered it.
+pub async fn google_tenant(
+    app: &server::App,
+    name: &str,
+    product: Option<&Url>,
+    fake: &SimulatedClassroom,
+    project_number: Option<&str>,
+    certs_url: &Url,
+    master: &store::crypto::MasterKey,
+) -> GoogleTenant {
+    let actor = domain::Actor::system("test");
+    let (tenant, key) = app
+        .store()
+        .create_tenant(name, product, &actor)
+        .await
+        .unwrap();
+    let scope = app.store().tenant_scope(tenant.id).await.unwrap();
+    let registered = fake.client();
+    let urls = fake.urls();
+    let platform = app
+        .store()
+        .tenant(&scope)
+        .configure_google_client(
+            &store::google::NewGoogleClient {
+                client_id: registered.client_id.clone(),
+                client_secret: store::google::SecretString::new(registered.client_secret.clone()),
+                project_number: project_number.map(str::to_owned),
+                authorization_url: urls.authorization,
+                token_url: urls.token,
+                certs_url: certs_url.clone(),
+            },
+            master,
+            &actor,
+        )
+        .await
+        .unwrap()
+        .id;
+    GoogleTenant {
+        scope,
+        api_key: key.secret().to_owned(),
+        platform,
+    }
+}
+
 /// How long a posted score may take to settle.
 pub const SCORE_PATIENCE: Duration = Duration::from_secs(40);
 
