@@ -641,6 +641,21 @@ async fn open_tenant_sealed(
     Ok((master, store, scope))
 }
 
+/// Prints rows as JSON (`--json`), or one line each for an operator to read.
+fn print_rows<T: serde::Serialize>(
+    rows: &[T],
+    json: bool,
+    line: impl Fn(&T) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        return print_json(&rows);
+    }
+    for r in rows {
+        println!("{}", line(r));
+    }
+    Ok(())
+}
+
 fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
@@ -663,19 +678,16 @@ async fn tenant(config: Option<&std::path::Path>, command: TenantCommand) -> any
         TenantCommand::List { json, db } => {
             let store = open_store(&load(config, &(&db).into())?).await?;
             let tenants = store.list_tenants().await?;
-            if json {
-                return print_json(&tenants);
-            }
-            for t in tenants {
-                println!(
+            print_rows(&tenants, json, |t| {
+                format!(
                     "{}  {}  {}",
                     t.id,
                     t.name,
                     t.launch_url
+                        .as_ref()
                         .map_or_else(|| "(launch summary page)".into(), |u| u.to_string())
-                );
-            }
-            Ok(())
+                )
+            })
         }
         TenantCommand::RegistrationUrl {
             tenant,
@@ -789,20 +801,16 @@ async fn platform(
             let store = open_store(&load(config, &(&db).into())?).await?;
             let scope = tenant_scope(&store, tenant).await?;
             let platforms = store.tenant(&scope).list_platforms().await?;
-            if json {
-                return print_json(&platforms);
-            }
-            for p in platforms {
-                println!(
+            print_rows(&platforms, json, |p| {
+                format!(
                     "{}  {:<7} {}  client_id={}{}",
                     p.id,
                     p.kind,
                     p.issuer,
                     p.client_id,
                     if p.enabled { "" } else { "  (disabled)" }
-                );
-            }
-            Ok(())
+                )
+            })
         }
         PlatformCommand::Show {
             tenant,
@@ -941,13 +949,9 @@ async fn deployment(
         }
         DeploymentCommand::List { json, .. } => {
             let list = t.deployments(platform).await?;
-            if json {
-                return print_json(&list);
-            }
-            for d in list {
-                println!("{}  {}", d.deployment_id, d.status.as_str());
-            }
-            Ok(())
+            print_rows(&list, json, |d| {
+                format!("{}  {}", d.deployment_id, d.status.as_str())
+            })
         }
     }
 }
@@ -1008,20 +1012,16 @@ async fn moodle(config: Option<&std::path::Path>, command: MoodleCommand) -> any
             let store = open_store(&load(config, &(&db).into())?).await?;
             let scope = tenant_scope(&store, tenant).await?;
             let sites = store.tenant(&scope).moodle_sites().await?;
-            if json {
-                return print_json(&sites);
-            }
-            for s in sites {
-                println!(
+            print_rows(&sites, json, |s| {
+                format!(
                     "{}  platform={}  {}  last_seq={}{}",
                     s.id,
                     s.platform_id,
                     s.site_url,
                     s.last_seq,
                     if s.has_ws_token { "  (reconciles)" } else { "" }
-                );
-            }
-            Ok(())
+                )
+            })
         }
         MoodleCommand::Unpair { tenant, site, db } => {
             let site = moodle_site(&site)?;
