@@ -162,7 +162,7 @@ impl Harness {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn teacher_attaches_student_opens_product_grades_through_classroom() {
-    harness::on_both_databases("the add-on flow", run).await;
+    store::testing::on_sqlite_then_postgres("the add-on flow", Duration::from_secs(180), run).await;
 }
 
 async fn run(db: Option<String>) {

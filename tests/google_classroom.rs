@@ -144,7 +144,12 @@ async fn wait_sync(h: &Harness, id: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_sync_create_and_grade_through_classroom() {
-    harness::on_both_databases("the Google Classroom flow", run).await;
+    store::testing::on_sqlite_then_postgres(
+        "the Google Classroom flow",
+        Duration::from_secs(180),
+        run,
+    )
+    .await;
 }
 
 async fn run(db: Option<String>) {

@@ -1,7 +1,7 @@
 //! Set-up shared by the end-to-end tests that build their own app over loopback rather than
 //! starting the demo (`mod.rs`): settings in a fresh directory, the server served with a
 //! stop signal, the Google endpoints pointed at the simulated Classroom, the product API's
-//! bearer calls and scores, and the SQLite-then-PostgreSQL run. Included with
+//! bearer calls and scores. Included with
 //! `#[path = "common/harness.rs"] mod harness;` so that the demo tests do not compile it.
 
 // Each test uses a part of this.
@@ -9,7 +9,6 @@
 
 use serde_json::Value;
 use server::Settings;
-use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 use testkit::SimulatedClassroom;
@@ -80,29 +79,6 @@ impl Served {
         let _ = self.stop.send(());
         self.server.await.unwrap().unwrap();
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Runs the scenario on SQLite and then, when LMSBRIDGE_TEST_POSTGRES_URL is set, on
-/// PostgreSQL, each within three minutes; `what` names it in the timeout's message.
-pub async fn on_both_databases<F, Fut>(what: &str, run: F)
-where
-    F: Fn(Option<String>) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    // Asked first so that a misconfigured PostgreSQL fails before the SQLite half runs.
-    let pg = store::testing::TestDatabase::postgres().await.unwrap();
-    tokio::time::timeout(Duration::from_secs(180), run(None))
-        .await
-        .unwrap_or_else(|_| panic!("{what} finished in time on SQLite"));
-    match pg {
-        Some(pg) => {
-            tokio::time::timeout(Duration::from_secs(180), run(Some(pg.url.clone())))
-                .await
-                .unwrap_or_else(|_| panic!("{what} finished in time on PostgreSQL"));
-            pg.cleanup().await;
-        }
-        None => eprintln!("SKIPPED (PostgreSQL half: set LMSBRIDGE_TEST_POSTGRES_URL)"),
     }
 }
 

@@ -258,28 +258,10 @@ async fn wait_for_sync(tenant: &store::TenantStore<'_>, context: domain::Context
     }
 }
 
-async fn on_each_database<F, Fut>(test: F)
-where
-    F: Fn(Option<String>) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    tokio::time::timeout(Duration::from_secs(120), test(None))
-        .await
-        .expect("finished in time on SQLite");
-    match store::testing::TestDatabase::postgres().await.unwrap() {
-        Some(pg) => {
-            tokio::time::timeout(Duration::from_secs(120), test(Some(pg.url.clone())))
-                .await
-                .expect("finished in time on PostgreSQL");
-            pg.cleanup().await;
-        }
-        None => eprintln!("SKIPPED (PostgreSQL half: set LMSBRIDGE_TEST_POSTGRES_URL)"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_push_tokens_are_refused_and_a_valid_push_resyncs_the_course() {
-    on_each_database(push_flow).await;
+    store::testing::on_sqlite_then_postgres("the push flow", Duration::from_secs(120), push_flow)
+        .await;
 }
 
 async fn push_flow(db: Option<String>) {

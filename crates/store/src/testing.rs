@@ -243,3 +243,27 @@ pub fn final_score(
         request_hash: "h".into(),
     }
 }
+
+/// Runs a scenario that takes a database URL (`None`: a SQLite file of its own) on SQLite,
+/// then on a fresh PostgreSQL schema when [`POSTGRES_URL_VAR`] is set (skipped with a note
+/// otherwise), each bounded by `within`; `what` names the scenario when it overruns.
+pub async fn on_sqlite_then_postgres<F, Fut>(what: &str, within: std::time::Duration, run: F)
+where
+    F: Fn(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    // Asked first so that a misconfigured PostgreSQL fails before the SQLite half runs.
+    let pg = TestDatabase::postgres().await.unwrap();
+    tokio::time::timeout(within, run(None))
+        .await
+        .unwrap_or_else(|_| panic!("{what} finished in time on SQLite"));
+    match pg {
+        Some(pg) => {
+            tokio::time::timeout(within, run(Some(pg.url.clone())))
+                .await
+                .unwrap_or_else(|_| panic!("{what} finished in time on PostgreSQL"));
+            pg.cleanup().await;
+        }
+        None => eprintln!("SKIPPED (PostgreSQL half: set {POSTGRES_URL_VAR})"),
+    }
+}
