@@ -11,7 +11,7 @@ use server::moodle_reconcile::MoodleReconciler;
 use server::{AppBuilder, Settings};
 use store::crypto::{MasterKey, hmac_sha256_hex};
 use store::testing::{TestDatabase, seed_launch};
-use store::{MoodleSiteId, Store, TenantScope, moodle_context_id, moodle_person_id, now_micros};
+use store::{MoodleSiteId, Store, TenantScope, moodle_context_id, moodle_person_id};
 use testkit::SpawnedMoodleWs;
 use testkit::moodle_ws::{WsActivityCompletion, WsEnrolment};
 
@@ -146,16 +146,7 @@ impl Harness {
 
     /// The webhooks queued since the last call, as (event, data).
     async fn webhooks(&self) -> Vec<(String, Value)> {
-        self.store
-            .claim_webhooks("test", now_micros() + 3_600_000_000, 500)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|c| {
-                let v: Value = serde_json::from_str(&c.payload).unwrap();
-                (c.event, v["data"].clone())
-            })
-            .collect()
+        store::testing::claim_queued_webhooks(&self.store).await
     }
 }
 
@@ -319,14 +310,7 @@ async fn a_batch_is_stored_once_and_each_webhook_queued_once() {
         );
         assert_eq!(g["grader"]["platform_user_id"], "2");
         assert!(h.webhooks().await.is_empty(), "the replays queued nothing");
-        assert!(
-            h.store
-                .verify_audit(None)
-                .await
-                .unwrap()
-                .iter()
-                .all(|r| r.is_intact())
-        );
+        assert!(store::testing::audit_intact(&h.store).await);
         db.cleanup().await;
     }
 }

@@ -267,3 +267,28 @@ where
         None => eprintln!("SKIPPED (PostgreSQL half: set {POSTGRES_URL_VAR})"),
     }
 }
+
+/// Claims every webhook queued and not yet claimed, as (event, data): a test reads what was
+/// queued since its last call.
+pub async fn claim_queued_webhooks(store: &Store) -> Vec<(String, serde_json::Value)> {
+    store
+        .claim_webhooks("test", crate::now_micros() + 3_600_000_000, 500)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| {
+            let v: serde_json::Value = serde_json::from_str(&c.payload).unwrap();
+            (c.event, v["data"].clone())
+        })
+        .collect()
+}
+
+/// Whether every audit record still verifies.
+pub async fn audit_intact(store: &Store) -> bool {
+    store
+        .verify_audit(None)
+        .await
+        .unwrap()
+        .iter()
+        .all(|r| r.is_intact())
+}

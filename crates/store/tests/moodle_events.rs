@@ -6,10 +6,10 @@
 use domain::{Actor, EnrollmentStatus, PlatformKind, Role};
 use serde_json::{Value, json};
 use store::crypto::MasterKey;
-use store::testing::{TestDatabase, seed_launch};
+use store::testing::{TestDatabase, audit_intact, claim_queued_webhooks, seed_launch};
 use store::{
-    ClaimedWebhook, MoodleEvent, MoodleSiteId, Store, StoreError, TenantScope, TenantStore,
-    moodle_context_id, moodle_person_id, now_micros,
+    MoodleEvent, MoodleSiteId, Store, StoreError, TenantScope, TenantStore, moodle_context_id,
+    moodle_person_id, now_micros,
 };
 
 const T0: i64 = 1_764_290_000;
@@ -70,34 +70,9 @@ fn enrol(
     )
 }
 
-/// Every webhook queued since the last call, as (event, data).
-async fn webhooks(store: &Store) -> Vec<(String, Value)> {
-    let claimed: Vec<ClaimedWebhook> = store
-        .claim_webhooks("test", now_micros() + 3_600_000_000, 500)
-        .await
-        .unwrap();
-    claimed
-        .into_iter()
-        .map(|c| {
-            let v: Value = serde_json::from_str(&c.payload).unwrap();
-            (c.event, v["data"].clone())
-        })
-        .collect()
-}
-
 /// What became of a stored event (`applied`, `stale`, `ignored`, `user_deleted`).
 async fn outcome(t: &TenantStore<'_>, site: &MoodleSiteId, event_id: &str) -> Option<String> {
     t.moodle_event_outcome(site, event_id).await.unwrap()
-}
-
-/// Whether every audit record still verifies.
-async fn audit_intact(store: &Store) -> bool {
-    store
-        .verify_audit(None)
-        .await
-        .unwrap()
-        .iter()
-        .all(|r| r.is_intact())
 }
 
 struct Paired {
@@ -232,7 +207,7 @@ async fn events_build_state_on_launch_rows_once_and_in_time_order() {
         let store = db.store.clone();
         let a = paired(&store, "state", &master).await;
         let t = store.tenant(&a.scope);
-        webhooks(&store).await;
+        claim_queued_webhooks(&store).await;
 
         // User 34 launched into course 12 before any event: events meet the same rows.
         let launch = t
@@ -280,7 +255,7 @@ async fn events_build_state_on_launch_rows_once_and_in_time_order() {
         assert_eq!(teacher.roles, [Role::Instructor]);
         let p = t.moodle_progress(person, course).await.unwrap();
         assert_eq!(p.enrollment_status, Some(EnrollmentStatus::Inactive));
-        let hooks = webhooks(&store).await;
+        let hooks = claim_queued_webhooks(&store).await;
         assert_eq!(hooks.len(), 2, "{hooks:?}");
         assert!(hooks.iter().all(|(e, _)| e == "enrollment.changed"));
         let suspended = &hooks
@@ -300,7 +275,7 @@ async fn events_build_state_on_launch_rows_once_and_in_time_order() {
         assert!(again.accepted.is_empty());
         assert_eq!(again.duplicates, ["e-1", "e-2"]);
         assert_eq!(t.moodle_event_count(&a.site).await.unwrap(), 2);
-        assert!(webhooks(&store).await.is_empty());
+        assert!(claim_queued_webhooks(&store).await.is_empty());
 
         // A late event older than the state: stored, changes nothing.
         let late = enrol("e-0", 0, "updated", T0 + 5, 34, 0, &["student"]);
@@ -313,7 +288,7 @@ async fn events_build_state_on_launch_rows_once_and_in_time_order() {
                 .enrollment_status,
             Some(EnrollmentStatus::Inactive)
         );
-        assert!(webhooks(&store).await.is_empty());
+        assert!(claim_queued_webhooks(&store).await.is_empty());
         // Same second, higher outbox sequence: newer.
         let same_second = enrol("e-3", 3, "updated", T0 + 10, 34, 0, &["student"]);
         t.record_moodle_events(&a.site, &[same_second])
@@ -326,7 +301,7 @@ async fn events_build_state_on_launch_rows_once_and_in_time_order() {
                 .enrollment_status,
             Some(EnrollmentStatus::Active)
         );
-        assert_eq!(webhooks(&store).await.len(), 1);
+        assert_eq!(claim_queued_webhooks(&store).await.len(), 1);
 
         // Course completion: once, whatever source tells it first.
         let done = event(
@@ -339,7 +314,7 @@ async fn events_build_state_on_launch_rows_once_and_in_time_order() {
             json!({"timecompleted": T0 + 19}),
         );
         t.record_moodle_events(&a.site, &[done]).await.unwrap();
-        let hooks = webhooks(&store).await;
+        let hooks = claim_queued_webhooks(&store).await;
         assert_eq!(hooks.len(), 1);
         assert_eq!(hooks[0].0, "course.completed");
         assert_eq!(hooks[0].1["completed_at"], T0 + 19);
@@ -355,7 +330,10 @@ async fn events_build_state_on_launch_rows_once_and_in_time_order() {
         );
         twin.source = store::MoodleEventSource::Reconcile;
         t.record_moodle_events(&a.site, &[twin]).await.unwrap();
-        assert!(webhooks(&store).await.is_empty(), "completed once");
+        assert!(
+            claim_queued_webhooks(&store).await.is_empty(),
+            "completed once"
+        );
         assert_eq!(
             t.moodle_progress(person, course)
                 .await
@@ -384,7 +362,7 @@ async fn events_build_state_on_launch_rows_once_and_in_time_order() {
         t.record_moodle_events(&a.site, &[activity("a-1", 5, T0 + 30, 0)])
             .await
             .unwrap();
-        let hooks = webhooks(&store).await;
+        let hooks = claim_queued_webhooks(&store).await;
         assert_eq!(hooks.len(), 1, "{hooks:?}");
         assert_eq!(hooks[0].0, "activity.completed");
         assert_eq!(hooks[0].1["completion_state"], "complete_pass");
@@ -423,7 +401,7 @@ async fn events_build_state_on_launch_rows_once_and_in_time_order() {
         t.record_moodle_events(&a.site, &[graded, not_override])
             .await
             .unwrap();
-        let hooks = webhooks(&store).await;
+        let hooks = claim_queued_webhooks(&store).await;
         assert_eq!(hooks.len(), 1, "only the override is news: {hooks:?}");
         assert_eq!(hooks[0].0, "grade.overridden");
         let g = &hooks[0].1;
@@ -450,7 +428,7 @@ async fn events_build_state_on_launch_rows_once_and_in_time_order() {
         // The user deleted in Moodle: enrolments inactive, and late events do not revive them.
         let gone = event("d-1", 9, "user_deleted", T0 + 60, 12, 34, json!({}));
         t.record_moodle_events(&a.site, &[gone]).await.unwrap();
-        let hooks = webhooks(&store).await;
+        let hooks = claim_queued_webhooks(&store).await;
         assert_eq!(hooks.len(), 1);
         assert_eq!(hooks[0].1["status"], "inactive");
         assert_eq!(hooks[0].1["user_deleted"], true);
@@ -467,7 +445,7 @@ async fn events_build_state_on_launch_rows_once_and_in_time_order() {
                 .enrollment_status,
             Some(EnrollmentStatus::Inactive)
         );
-        assert!(webhooks(&store).await.is_empty());
+        assert!(claim_queued_webhooks(&store).await.is_empty());
 
         let sites = t.moodle_sites().await.unwrap();
         assert_eq!(sites[0].last_seq, 10, "highest outbox sequence seen");
@@ -555,7 +533,7 @@ async fn concurrent_writers_store_each_event_once() {
                 )
             })
             .collect();
-        webhooks(&store).await;
+        claim_queued_webhooks(&store).await;
         let tasks: Vec<_> = (0..4)
             .map(|_| {
                 let store = store.clone();
@@ -587,7 +565,7 @@ async fn concurrent_writers_store_each_event_once() {
             40
         );
         assert_eq!(
-            webhooks(&store).await.len(),
+            claim_queued_webhooks(&store).await.len(),
             40,
             "one webhook per new enrolment"
         );
@@ -615,7 +593,7 @@ async fn swept_events_coming_back_change_nothing() {
             ),
         ];
         t.record_moodle_events(&a.site, &batch).await.unwrap();
-        assert_eq!(webhooks(&store).await.len(), 2);
+        assert_eq!(claim_queued_webhooks(&store).await.len(), 2);
         // Nothing is old enough yet.
         assert_eq!(
             store
@@ -645,7 +623,7 @@ async fn swept_events_coming_back_change_nothing() {
         assert_eq!(out.accepted.len(), 2);
         assert_eq!(outcome(&t, &a.site, "s-1").await.as_deref(), Some("stale"));
         assert_eq!(outcome(&t, &a.site, "s-2").await.as_deref(), Some("stale"));
-        assert!(webhooks(&store).await.is_empty());
+        assert!(claim_queued_webhooks(&store).await.is_empty());
         db.cleanup().await;
     }
 }
@@ -694,7 +672,7 @@ async fn lti_activities_created_in_moodle_become_resources() {
             .unwrap();
         assert_eq!(touched, 1);
         assert!(
-            webhooks(&store)
+            claim_queued_webhooks(&store)
                 .await
                 .iter()
                 .all(|(e, _)| e != "enrollment.changed")
