@@ -617,12 +617,7 @@ async fn run(db: Option<String>) {
         "nothing changed in Classroom"
     );
     // Everything lmsbridge sent Classroom was valid against the discovery document.
-    let invalid: Vec<_> = h
-        .fake
-        .requests()
-        .into_iter()
-        .filter(|r| r.invalid.is_some())
-        .collect();
+    let invalid = h.fake.invalid_requests();
     assert!(invalid.is_empty(), "{invalid:#?}");
     h.stop().await;
 }

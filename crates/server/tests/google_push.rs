@@ -498,12 +498,7 @@ async fn push_flow(db: Option<String>) {
         1
     );
     wait_for_sync(&tenant, linked.context_id).await;
-    let invalid: Vec<_> = h
-        .fake
-        .requests()
-        .into_iter()
-        .filter(|r| r.invalid.is_some())
-        .collect();
+    let invalid = h.fake.invalid_requests();
     assert!(invalid.is_empty(), "{invalid:#?}");
     h.stop().await;
 }

@@ -594,6 +594,17 @@ impl SimulatedClassroom {
         self.state().requests.clone()
     }
 
+    /// The API requests that did not match Google's discovery document, in order: a test
+    /// of the client under test expects none.
+    pub fn invalid_requests(&self) -> Vec<RecordedRequest> {
+        self.state()
+            .requests
+            .iter()
+            .filter(|r| r.invalid.is_some())
+            .cloned()
+            .collect()
+    }
+
     /// Every authorization request received, in order.
     pub fn authorizations(&self) -> Vec<AuthorizationRecord> {
         self.state().authorizations.clone()
