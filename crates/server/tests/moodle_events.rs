@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use server::moodle_reconcile::MoodleReconciler;
 use server::{AppBuilder, Settings};
 use store::crypto::{MasterKey, hmac_sha256_hex};
-use store::testing::{TestDatabase, seed_launch};
+use store::testing::{TestDatabase, moodle_event_json as ev, seed_launch};
 use store::{MoodleSiteId, Store, TenantScope, moodle_context_id, moodle_person_id};
 use testkit::SpawnedMoodleWs;
 use testkit::moodle_ws::{WsActivityCompletion, WsEnrolment};
@@ -156,21 +156,6 @@ fn batch(events: Value) -> Vec<u8> {
         "moodle_release": "4.5.1", "events": events,
     }))
     .unwrap()
-}
-
-#[allow(clippy::too_many_arguments)]
-fn ev(
-    id: &str,
-    seq: i64,
-    name: &str,
-    at: i64,
-    course: i64,
-    user: i64,
-    cm: Option<i64>,
-    payload: Value,
-) -> Value {
-    json!({"id": id, "seq": seq, "name": format!("\\core\\event\\{name}"), "occurred_at": at,
-           "course_id": course, "user_id": user, "cm_id": cm, "payload": payload})
 }
 
 fn enrolment(

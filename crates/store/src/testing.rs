@@ -292,3 +292,20 @@ pub async fn audit_intact(store: &Store) -> bool {
         .iter()
         .all(|r| r.is_intact())
 }
+
+/// A Moodle plugin event as it stands in a batch: `name` is the event class below
+/// `\core\event\`, times in Unix seconds, `cm` the course module when there is one.
+#[allow(clippy::too_many_arguments)]
+pub fn moodle_event_json(
+    id: &str,
+    seq: i64,
+    name: &str,
+    at: i64,
+    course: i64,
+    user: i64,
+    cm: Option<i64>,
+    payload: serde_json::Value,
+) -> serde_json::Value {
+    serde_json::json!({"id": id, "seq": seq, "name": format!("\\core\\event\\{name}"),
+        "occurred_at": at, "course_id": course, "user_id": user, "cm_id": cm, "payload": payload})
+}

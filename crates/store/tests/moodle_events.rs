@@ -6,7 +6,9 @@
 use domain::{Actor, EnrollmentStatus, PlatformKind, Role};
 use serde_json::{Value, json};
 use store::crypto::MasterKey;
-use store::testing::{TestDatabase, audit_intact, claim_queued_webhooks, seed_launch};
+use store::testing::{
+    TestDatabase, audit_intact, claim_queued_webhooks, moodle_event_json, seed_launch,
+};
 use store::{
     MoodleEvent, MoodleSiteId, Store, StoreError, TenantScope, TenantStore, moodle_context_id,
     moodle_person_id, now_micros,
@@ -43,8 +45,7 @@ fn event_cm(
     payload: Value,
 ) -> MoodleEvent {
     MoodleEvent::from_json(
-        &json!({"id": id, "seq": seq, "name": format!("\\core\\event\\{name}"), "occurred_at": at,
-                "course_id": course, "user_id": user, "cm_id": cm, "payload": payload}),
+        &moodle_event_json(id, seq, name, at, course, user, cm, payload),
         T0 + 86_400,
     )
     .unwrap()
